@@ -1,0 +1,88 @@
+"""Input pipelines: grain over random-access sources, one shard per process.
+
+Training batches are deterministic for a seed: the order is a function of
+(seed, epoch) and each example's corruption of (seed, index), so the
+iterator's state is just a position and restores exactly.
+"""
+
+import collections
+import functools
+from typing import Any, Callable, Iterator
+
+import grain
+import jax
+import numpy as np
+
+
+def _pair_fn(task, config):
+  def fn(example, rng):
+    return task.make_pair(example, rng, config)
+  return fn
+
+
+def train_dataset(source, task, config, local_batch_size: int,
+                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+  """Shuffled, repeated and batched pairs for this process."""
+  ds = grain.MapDataset.source(source)[process_index::process_count]
+  ds = ds.seed(config.seed).shuffle().repeat()
+  ds = ds.random_map(_pair_fn(task, config))
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  return ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=config.data_threads, prefetch_buffer_size=config.data_prefetch))
+
+
+def _pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  n = len(next(iter(batch.values())))
+  out = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+         for k, v in batch.items()}
+  out['mask'] = (np.arange(size) < n).astype(np.float32)
+  return out
+
+
+def eval_batches(source, task, config, local_batch_size: int,
+                 process_index: int = 0, process_count: int = 1,
+                 num_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Every example of `source` once, in order; the last batch is padded.
+
+  Padded examples have mask 0. Every process yields the same number of
+  batches, as collective evaluation needs.
+  """
+  total = len(source) if num_examples is None else min(num_examples, len(source))
+  per_process = -(-total // process_count)
+  num_batches = max(1, -(-per_process // local_batch_size))
+  ds = grain.MapDataset.source(source)[:total][process_index::process_count]
+  ds = ds.seed(config.seed + 1).random_map(_pair_fn(task, config))
+  ds = ds.batch(local_batch_size)
+  for i in range(num_batches):
+    if i < len(ds):
+      yield _pad(ds[i], local_batch_size)
+    else:  # This process ran out of examples before the others.
+      yield {k: np.zeros_like(v) for k, v in _pad(ds[0], local_batch_size).items()}
+
+
+class DevicePrefetcher:
+  """Keeps `size` batches on device ahead of the step.
+
+  `get_state()` is the host iterator's state before the first batch not yet
+  handed out, so a checkpoint taken between steps resumes exactly.
+  """
+
+  def __init__(self, iterator, put: Callable[[Any], Any], size: int = 2):
+    self._it, self._put, self._size = iterator, put, size
+    self._queue = collections.deque()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    while len(self._queue) < self._size + 1:
+      state = self._it.get_state()
+      self._queue.append((state, self._put(next(self._it))))
+    return self._queue.popleft()[1]
+
+  def get_state(self) -> dict[str, Any]:
+    return self._queue[0][0] if self._queue else self._it.get_state()
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._queue.clear()
+    self._it.set_state(state)

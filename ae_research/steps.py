@@ -1,0 +1,112 @@
+"""Training state and the pure step functions every experiment shares.
+
+  train_step(state, batch, rng) -> (state, metrics)
+  eval_step(state, batch) -> {name: (sum, count)}
+
+`make_train_step` and `make_eval_step` close over the model, the optimizer and
+the task's loss; the returned functions are pure and run under `jax.jit` with
+a sharded batch or, given `axis_name`, under `jax.pmap`.
+"""
+
+from typing import Any, Callable, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+Batch = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  model_state: Any  # Collections other than params, e.g. batch_stats.
+  opt_state: Any
+
+
+def init_variables(model: nn.Module, rng: jax.Array, input_shape) -> dict:
+  return model.init(rng, jnp.zeros(input_shape, jnp.float32), train=False)
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       rng: jax.Array, input_shape) -> TrainState:
+  variables = dict(init_variables(model, rng, input_shape))
+  params = variables.pop('params')
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    model_state=variables, opt_state=tx.init(params))
+
+
+def _pmean(tree, axis_name):
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    loss_fn: Callable[[jax.Array, Batch], jax.Array],
+                    axis_name: Optional[str] = None):
+  """Returns train_step(state, batch, rng) -> (state, metrics)."""
+
+  def train_step(state: TrainState, batch: Batch, rng: jax.Array):
+    def objective(params):
+      variables = {'params': params, **state.model_state}
+      mutable = list(state.model_state)
+      pred, new_model_state = model.apply(
+          variables, batch['input'], train=True, mutable=mutable,
+          rngs={'dropout': rng})
+      return jnp.mean(loss_fn(pred, batch)), new_model_state
+
+    (loss, new_model_state), grads = jax.value_and_grad(
+        objective, has_aux=True)(state.params)
+    grads = _pmean(grads, axis_name)
+    loss = _pmean(loss, axis_name)
+    new_model_state = _pmean(new_model_state, axis_name)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params,
+                      model_state=new_model_state, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_predict(model: nn.Module):
+  """predict(state, inputs) -> outputs, in inference mode."""
+  def predict(state: TrainState, x: jax.Array) -> jax.Array:
+    return model.apply({'params': state.params, **state.model_state}, x,
+                       train=False)
+  return predict
+
+
+def make_eval_step(model: nn.Module, metrics_fn, axis_name: Optional[str] = None):
+  """Returns eval_step(state, batch) -> {name: (sum, count)} over the batch."""
+  predict = make_predict(model)
+
+  def eval_step(state: TrainState, batch: Batch):
+    sums = metrics_fn(predict(state, batch['input']), batch)
+    return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+  return eval_step
+
+
+def make_baseline_step(baseline_fn, metrics_fn):
+  """baseline_step(batch) -> the task's metrics of its trivial prediction."""
+  def baseline_step(batch: Batch):
+    return metrics_fn(baseline_fn(batch), batch)
+  return baseline_step
+
+
+def make_optimizer(config: Any) -> optax.GradientTransformation:
+  """AdamW with linear warmup, cosine decay and global-norm clipping."""
+  c = config.optimizer
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=c.learning_rate,
+      warmup_steps=c.warmup_steps, decay_steps=config.num_train_steps,
+      end_value=c.learning_rate * c.final_lr_fraction)
+  chain = []
+  if c.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(c.grad_clip_norm))
+  chain.append(optax.adamw(schedule, b1=c.b1, b2=c.b2,
+                           weight_decay=c.weight_decay))
+  return optax.chain(*chain)

@@ -1,0 +1,117 @@
+"""What a researcher looks at: progress lines, TensorBoard, PNG grids, JSON.
+
+TensorBoard event files are written with the `tensorboard` package alone (no
+TensorFlow). Only process 0 writes.
+"""
+
+import io
+import json
+import os
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from absl import logging
+from PIL import Image
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  image = np.asarray(image, np.float32)
+  if image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
+  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
+  """One row per example, one column per array ([N,H,W,C] in [0,1]), uint8."""
+  columns = [to_uint8(c) for c in columns]
+  n, h = columns[0].shape[:2]
+  rows = []
+  for i in range(n):
+    cells = []
+    for c in columns:
+      cells += [c[i], np.full((h, pad, 3), 255, np.uint8)]
+    rows += [np.concatenate(cells[:-1], axis=1)]
+    rows += [np.full((pad, rows[-1].shape[1], 3), 255, np.uint8)]
+  return np.concatenate(rows[:-1], axis=0)
+
+
+def save_png(path: str, image_uint8: np.ndarray, scale: int = 1) -> None:
+  img = Image.fromarray(image_uint8)
+  if scale > 1:
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  img.save(path)
+
+
+def write_json(path: str, data: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+class Writer:
+  """TensorBoard scalars and images; a no-op when `enabled` is False."""
+
+  def __init__(self, logdir: str, enabled: bool = True):
+    self._writer = EventFileWriter(logdir) if enabled else None
+
+  def _add(self, step: int, values: list) -> None:
+    if self._writer is None:
+      return
+    event = event_pb2.Event(step=int(step), wall_time=time.time(),
+                            summary=summary_pb2.Summary(value=values))
+    self._writer.add_event(event)
+
+  def scalars(self, step: int, scalars: dict[str, float]) -> None:
+    self._add(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+                     for k, v in scalars.items()])
+
+  def image(self, step: int, tag: str, image_uint8: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(image_uint8).save(buf, format='PNG')
+    h, w, c = image_uint8.shape
+    img = summary_pb2.Summary.Image(height=h, width=w, colorspace=c,
+                                    encoded_image_string=buf.getvalue())
+    self._add(step, [summary_pb2.Summary.Value(tag=tag, image=img)])
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+class Progress:
+  """Step rate since the last report and the ETA from it."""
+
+  def __init__(self, total_steps: int, batch_size: int, start_step: int):
+    self.total, self.batch_size = total_steps, batch_size
+    self._last_step, self._last_time = start_step, time.perf_counter()
+
+  def restart(self, step: int) -> None:
+    self._last_step, self._last_time = step, time.perf_counter()
+
+  def report(self, step: int, scalars: dict[str, float]) -> str:
+    now = time.perf_counter()
+    steps = step - self._last_step
+    rate = steps / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    eta = (self.total - step) / rate if rate > 0 else float('inf')
+    scalars['images_per_sec'] = rate * self.batch_size
+    parts = ' '.join(f'{k} {v:.4g}' for k, v in scalars.items()
+                     if k != 'images_per_sec')
+    return (f'step {step}/{self.total} {parts} images/s '
+            f'{rate * self.batch_size:.0f} ETA {format_duration(eta)}')

@@ -1,0 +1,26 @@
+"""Experiments: what differs between them lives in one small module each.
+
+A task module defines:
+  NAME: str
+  out_features(config) -> int: channels the model outputs.
+  make_pair(example, rng, config) -> {'input', 'target', ...}: numpy, on the
+    host, inside the input pipeline (`rng` is a numpy Generator derived from
+    the seed and the example's index, so corruptions are reproducible).
+  loss(pred, batch) -> per-example loss, shape [B].
+  metrics(pred, batch) -> {name: (sum over the batch, count)}, where every
+    example is weighted by batch['mask'].
+  baseline(batch) -> the trivial prediction the model is compared with.
+"""
+
+import types
+
+from ae_research.tasks import colorize
+
+TASKS: dict[str, types.ModuleType] = {m.NAME: m for m in (colorize,)}
+
+
+def get(name: str) -> types.ModuleType:
+  if name not in TASKS:
+    raise ValueError(f'config.task={name!r} is unknown; choose one of '
+                     f'{sorted(TASKS)}')
+  return TASKS[name]

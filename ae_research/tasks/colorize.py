@@ -1,0 +1,73 @@
+"""Colorization: a grayscale image in, the color image out.
+
+On the shapes data set the input is the scene with every shape the same light
+gray, and the model must color circles red and squares blue; elsewhere the
+input is the image's luma.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae_research import metrics as metrics_lib
+
+NAME = 'colorize'
+RED = jnp.array([1.0, 0.0, 0.0])
+BLUE = jnp.array([0.0, 0.0, 1.0])
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def out_features(config: Any) -> int:
+  del config
+  return 3
+
+
+def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
+              config: Any) -> dict[str, np.ndarray]:
+  del rng, config  # The pair is fixed by the image.
+  target_HxWx3 = example['image'].astype(np.float32) / 255.0
+  if 'gray' in example:
+    input_HxWx1 = example['gray'].astype(np.float32) / 255.0
+  else:
+    input_HxWx1 = (target_HxWx3 @ LUMA)[..., None]
+  pair = {'input': input_HxWx1, 'target': target_HxWx3}
+  if 'label' in example:
+    pair['label'] = example['label'].astype(np.int32)
+  return pair
+
+
+def loss(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+  return metrics_lib.mse(pred_BxHxWx3, batch['target'])
+
+
+def shape_color_correct(pred_BxHxWx3: jax.Array, label_BxHxW: jax.Array):
+  """Per image: (shape pixels nearer the right color than the wrong one, shape pixels)."""
+  d_red = jnp.sum(jnp.square(pred_BxHxWx3 - RED.reshape(1, 1, 1, 3)), axis=-1)
+  d_blue = jnp.sum(jnp.square(pred_BxHxWx3 - BLUE.reshape(1, 1, 1, 3)), axis=-1)
+  correct = jnp.where(label_BxHxW == 1, d_red < d_blue, d_blue < d_red)
+  is_shape = label_BxHxW > 0
+  return (jnp.sum(correct & is_shape, axis=(1, 2)),
+          jnp.sum(is_shape, axis=(1, 2)))
+
+
+def metrics(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array]):
+  mask_B = batch['mask']
+  pred = jnp.clip(pred_BxHxWx3, 0.0, 1.0)
+  out = {
+      'psnr': metrics_lib.mean_over_batch(
+          metrics_lib.psnr(pred, batch['target']), mask_B),
+      'ssim': metrics_lib.mean_over_batch(
+          metrics_lib.ssim(pred, batch['target']), mask_B),
+  }
+  if 'label' in batch:
+    correct_B, pixels_B = shape_color_correct(pred, batch['label'])
+    out['shape_color_accuracy'] = (jnp.sum(correct_B * mask_B),
+                                   jnp.sum(pixels_B * mask_B))
+  return out
+
+
+def baseline(batch: dict[str, jax.Array]) -> jax.Array:
+  """The gray input, copied to every channel."""
+  return jnp.repeat(batch['input'], 3, axis=-1)

@@ -1,0 +1,211 @@
+"""The training loop every experiment shares.
+
+  state = train_and_evaluate(config, workdir)
+
+Resumes from the latest checkpoint in `workdir/checkpoints` (train state, data
+position and RNG), so an interrupted run ends exactly where an uninterrupted
+one would. Writes progress lines, TensorBoard summaries (`workdir/tensorboard`),
+sample grids (`workdir/samples`) and, at the end, `workdir/metrics.json`.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from ae_research import checkpointing, config_lib, datasets, input_pipeline
+from ae_research import models, parallel, steps, summaries, tasks
+
+
+class TrainingDiverged(FloatingPointError):
+  """The loss became NaN or infinite."""
+
+
+class WorkdirMismatch(ValueError):
+  """The workdir holds a run of a different model, task or data set."""
+
+
+# A resumed run must agree with the stored config on these; the rest (steps,
+# logging, learning rate...) may change between runs.
+_FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'seed')
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Stores the config in `workdir`, or checks it against the stored one."""
+  path = os.path.join(workdir, 'config.json')
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    differ = [k for k in _FIXED_FIELDS if stored.get(k) != current.get(k)]
+    if differ:
+      raise WorkdirMismatch(
+          f'{workdir} holds a run with a different config.' +
+          ''.join(f'\n  config.{k}: stored {stored.get(k)!r}, now {current.get(k)!r}'
+                  for k in differ) +
+          '\nUse a new --workdir, or the stored values to resume that run.')
+  elif jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    summaries.write_json(path, current)
+
+
+def build(config: ml_collections.ConfigDict, mesh, axis_name=None):
+  """The task, model, optimizer and step functions a config describes."""
+  task = tasks.get(config.task)
+  model = models.from_config(config.model, task.out_features(config),
+                             norm_axis_name=axis_name)
+  tx = steps.make_optimizer(config)
+  return task, model, tx
+
+
+def evaluate(eval_step, state, batches, mesh) -> dict[str, float]:
+  """Averages the task's metrics over every batch, weighted by the mask."""
+  totals = {}
+  for batch in batches:
+    sums = parallel.fetch(eval_step(state, parallel.shard_batch(batch, mesh)))
+    for name, (num, den) in sums.items():
+      n, d = totals.get(name, (0.0, 0.0))
+      totals[name] = (n + float(num), d + float(den))
+  return {name: num / max(den, 1e-12) for name, (num, den) in totals.items()}
+
+
+def _check_finite(step: int, metrics: dict, checkpoint_dir: str, last_saved):
+  loss = float(metrics['loss'])
+  if not math.isfinite(loss):
+    kept = (f'the last good checkpoint (step {last_saved}) in {checkpoint_dir} '
+            'is kept' if last_saved else 'no checkpoint was saved')
+    raise TrainingDiverged(
+        f'loss is {loss} at step {step}; training stopped and {kept}. '
+        'Try a lower config.optimizer.learning_rate or '
+        'config.optimizer.grad_clip_norm > 0.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> steps.TrainState:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint)."""
+  mesh = parallel.make_mesh()
+  config_lib.validate(config, num_devices=mesh.size,
+                      num_processes=jax.process_count())
+  check_workdir(config, workdir)
+  is_chief = jax.process_index() == 0
+  task, model, tx = build(config, mesh)
+
+  local_batch = config.batch_size // jax.process_count()
+  local_eval_batch = config.eval_batch_size // jax.process_count()
+  train_source = datasets.get_source(config, 'train')
+  test_source = datasets.get_source(config, 'test')
+  example = task.make_pair(train_source[0], np.random.default_rng(0), config)
+  input_shape = (1,) + example['input'].shape
+
+  rng = jax.random.key(config.seed)
+  init_rng, train_rng = jax.random.split(rng)
+  rep = parallel.replicated(mesh)
+  state = jax.jit(lambda r: steps.create_train_state(model, tx, r, input_shape),
+                  out_shardings=rep)(init_rng)
+  logging.info('Model: %d parameters.', models.count_params(state.params))
+
+  train_iter = input_pipeline.train_dataset(
+      train_source, task, config, local_batch, jax.process_index(),
+      jax.process_count()).__iter__()
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  ckpt = checkpointing.Checkpointer(ckpt_dir, config.keep_checkpoints,
+                                    config.async_checkpoints)
+  last_saved = ckpt.latest_step()
+  if last_saved is not None:
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
+    state, data_state, train_rng = ckpt.restore(abstract, last_saved)
+    train_iter.set_state(data_state)
+    logging.info('Resumed from step %d in %s.', last_saved, ckpt_dir)
+  start_step = int(state.step)
+
+  batches = input_pipeline.DevicePrefetcher(
+      train_iter, lambda b: parallel.shard_batch(b, mesh))
+  train_step = parallel.jit_train_step(
+      steps.make_train_step(model, tx, task.loss), mesh)
+  eval_step = parallel.jit_eval_step(
+      steps.make_eval_step(model, task.metrics), mesh)
+  predict = jax.jit(steps.make_predict(model))
+
+  def eval_batches():
+    return input_pipeline.eval_batches(
+        test_source, task, config, local_eval_batch, jax.process_index(),
+        jax.process_count(), config.num_eval_examples)
+
+  writer = summaries.Writer(os.path.join(workdir, 'tensorboard'), is_chief)
+  progress = summaries.Progress(config.num_train_steps, config.batch_size,
+                                start_step)
+
+  def run_eval(step: int) -> dict[str, float]:
+    results = evaluate(eval_step, state, eval_batches(), mesh)
+    writer.scalars(step, {f'eval/{k}': v for k, v in results.items()})
+    logging.info('eval step %d: %s', step,
+                 ' '.join(f'{k} {v:.4f}' for k, v in results.items()))
+    if is_chief and config.num_sample_images:
+      first = next(iter(eval_batches()))
+      n = min(config.num_sample_images, len(first['input']))
+      x = first['input'][:n]
+      y = np.asarray(predict(state, jnp.asarray(x)))
+      grid = summaries.image_grid([x, y, first['target'][:n]])
+      writer.image(step, 'samples/input_output_target', grid)
+      summaries.save_png(
+          os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid,
+          scale=max(1, 128 // x.shape[1]))
+    writer.flush()
+    return results
+
+  pending = None  # The previous step's metrics, fetched one step late.
+  train_metrics = []
+  try:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      state, metrics = train_step(state, next(batches),
+                                  jax.random.fold_in(train_rng, step))
+      if pending is not None:  # Fetching step-1 lets the device run ahead.
+        host = parallel.fetch(pending)
+        _check_finite(step - 1, host, ckpt_dir, last_saved)
+        train_metrics.append(host)
+      pending = metrics
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        host = parallel.fetch(pending)
+        _check_finite(step, host, ckpt_dir, last_saved)
+        train_metrics.append(host)
+        pending = None
+        means = {k: float(np.mean([m[k] for m in train_metrics]))
+                 for k in train_metrics[0]}
+        train_metrics = []
+        line = progress.report(step, means)
+        logging.info('%s', line)
+        writer.scalars(step, {f'train/{k}': v for k, v in means.items()})
+      if step % config.eval_every_steps == 0 and step < config.num_train_steps:
+        run_eval(step)
+        progress.restart(step)  # Evaluation time is not training speed.
+      if (step % config.checkpoint_every_steps == 0 or
+          step == config.num_train_steps):
+        if pending is not None:
+          _check_finite(step, parallel.fetch(pending), ckpt_dir, last_saved)
+        ckpt.save(step, state, batches.get_state(), train_rng)
+        last_saved = step
+
+    final_step = int(state.step)
+    results = run_eval(final_step)
+    baseline_step = parallel.jit_eval_step(
+        lambda _, b: steps.make_baseline_step(task.baseline, task.metrics)(b),
+        mesh)
+    baseline = evaluate(baseline_step, state, eval_batches(), mesh)
+    logging.info('baseline: %s',
+                 ' '.join(f'{k} {v:.4f}' for k, v in baseline.items()))
+    if is_chief:
+      summaries.write_json(os.path.join(workdir, 'metrics.json'), {
+          'step': final_step, 'task': config.task, 'dataset': config.dataset,
+          'num_eval_examples': min(config.num_eval_examples, len(test_source)),
+          'model': results, 'baseline': baseline})
+  finally:
+    ckpt.close()
+    writer.close()
+  return state

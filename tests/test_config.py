@@ -1,0 +1,81 @@
+"""Configs: variants, validation, and the command line's error messages."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ae_research import config_lib
+from configs import colorize, default
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_default_and_smoke_configs_are_valid():
+  for variant in default.VARIANTS:
+    config_lib.validate(colorize.get_config(variant), num_devices=8)
+
+
+def test_unknown_variant_names_the_known_ones():
+  with pytest.raises(ValueError, match="'tiny' is unknown; choose one of \\['smoke'\\]"):
+    colorize.get_config('tiny')
+
+
+def test_locked_config_refuses_unknown_fields_and_wrong_types():
+  config = colorize.get_config()
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.num_train_step = 10
+  with pytest.raises(TypeError):
+    config.num_train_steps = 'many'
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('num_train_steps', 0, 'config.num_train_steps=0 is not allowed: use a positive integer'),
+    ('model.upsample', 'bicubic', "config.model.upsample='bicubic' is not allowed: use one of"),
+    ('task', 'paint', "config.task='paint' is not allowed: use one of \\['colorize'\\]"),
+    ('optimizer.learning_rate', -1.0, 'config.optimizer.learning_rate=-1.0'),
+    ('model.features', (), 'config.model.features=\\(\\) is not allowed'),
+    ('batch_size', 12, 'config.batch_size=12 must be divisible by the number of devices \\(8\\)'),
+    ('optimizer.warmup_steps', 5000, 'warmup_steps=5000 must be smaller than config.num_train_steps'),
+    ('shapes.image_size', 34, 'image_size=34 must be divisible by 4'),
+    ('shapes.max_radius', 20, 'max_radius=20 does not fit'),
+])
+def test_impossible_values_are_named(field, value, message):
+  config = colorize.get_config()
+  *parents, leaf = field.split('.')
+  node = config
+  for p in parents:
+    node = node[p]
+  with node.ignore_type():
+    node[leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config, num_devices=8)
+
+
+def _run(*args, workdir):
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  return subprocess.run(
+      [sys.executable, '-m', 'ae_research.main',
+       '--config=configs/colorize.py:smoke', f'--workdir={workdir}', *args],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.num_train_step=5'],
+     "--config.num_train_step names no config field: config has no 'num_train_step'"),
+    (['--config.model.width=5'],
+     "config.model has no 'width'; its fields are \\['activation'"),
+    (['--config.num_train_steps=abc'], "--config.num_train_steps=abc: invalid literal for int"),
+    (['--config.num_train_steps=-1'], 'config.num_train_steps=-1 is not allowed'),
+    (['--config.model.norm=instance'], "config.model.norm='instance' is not allowed: use one of"),
+])
+def test_command_line_errors_before_any_work(args, message, tmp_path):
+  workdir = tmp_path / 'run'
+  result = _run(*args, workdir=str(workdir))
+  assert result.returncode != 0
+  import re
+  assert re.search(message, result.stderr), result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  assert not workdir.exists()  # Nothing was written.

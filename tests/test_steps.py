@@ -1,0 +1,91 @@
+"""Steps: learning, and the same parameters on 1 device, mesh+jit and pmap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ae_research import models, parallel, steps, tasks
+
+task = tasks.get('colorize')
+
+
+def _batches(n, batch_size=16, size=16, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(n):
+    x = rng.random((batch_size, size, size, 1), np.float32)
+    out.append({'input': x, 'target': np.repeat(x, 3, -1) * [1.0, 0.5, 0.0]})
+  return [{k: v.astype(np.float32) for k, v in b.items()} for b in out]
+
+
+def _setup(norm='none', axis_name=None):
+  model = models.TinyAutoencoder(out_features=3, norm=norm,
+                                 norm_axis_name=axis_name)
+  tx = optax.adam(3e-3)
+  state = steps.create_train_state(model, tx, jax.random.key(0), (1, 16, 16, 1))
+  return model, tx, state
+
+
+def test_train_step_lowers_the_loss():
+  model, tx, state = _setup()
+  step = jax.jit(steps.make_train_step(model, tx, task.loss), donate_argnums=0)
+  batch = _batches(1)[0]
+  losses = []
+  for i in range(30):
+    state, metrics = step(state, batch, jax.random.key(i))
+    losses.append(float(metrics['loss']))
+  assert int(state.step) == 30
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_eval_step_weights_examples_by_mask():
+  model, tx, state = _setup()
+  eval_step = jax.jit(steps.make_eval_step(model, task.metrics))
+  batch = _batches(1)[0]
+  full = eval_step(state, {**batch, 'mask': np.ones(16, np.float32)})
+  half_mask = (np.arange(16) < 8).astype(np.float32)
+  half = eval_step(state, {**batch, 'mask': half_mask})
+  first = eval_step(state, {k: v[:8] for k, v in batch.items()} |
+                    {'mask': np.ones(8, np.float32)})
+  assert float(full['psnr'][1]) == 16 and float(half['psnr'][1]) == 8
+  np.testing.assert_allclose(half['psnr'][0], first['psnr'][0], rtol=1e-5)
+
+
+@pytest.mark.parametrize('norm', ['none', 'batch'])
+def test_one_device_mesh_and_pmap_agree(norm):
+  assert jax.device_count() == 8, 'conftest sets 8 CPU devices'
+  batches = _batches(4, batch_size=16)
+  rngs = [jax.random.key(i) for i in range(4)]
+
+  # One device.
+  model, tx, state = _setup(norm)
+  state = jax.tree.map(np.asarray, state)  # Host copy: donation can't delete it.
+  step = jax.jit(steps.make_train_step(model, tx, task.loss))
+  one = jax.device_put(state, jax.devices()[0])
+  for b, r in zip(batches, rngs):
+    one, _ = step(one, jax.device_put(b, jax.devices()[0]), r)
+
+  # Mesh over 8 devices, jit with the batch sharded and the state donated.
+  mesh = parallel.make_mesh()
+  sharded_step = parallel.jit_train_step(
+      steps.make_train_step(model, tx, task.loss), mesh)
+  meshed = jax.device_put(state, parallel.replicated(mesh))
+  for b, r in zip(batches, rngs):
+    meshed, _ = sharded_step(meshed, parallel.shard_batch(b, mesh), r)
+    assert meshed.params['encoder']['Conv_0']['kernel'].sharding.is_fully_replicated
+
+  # pmap with an axis name.
+  model_p, tx, _ = _setup(norm, axis_name='batch')
+  pstep = jax.pmap(steps.make_train_step(model_p, tx, task.loss, axis_name='batch'),
+                   axis_name='batch', in_axes=(0, 0, None), donate_argnums=0)
+  pstate = jax.tree.map(lambda x: jnp.stack([x] * 8), state)
+  for b, r in zip(batches, rngs):
+    pstate, _ = pstep(pstate, jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b), r)
+
+  for a, b, c in zip(jax.tree.leaves(one), jax.tree.leaves(meshed),
+                     jax.tree.leaves(pstate)):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    for replica in np.asarray(c):
+      np.testing.assert_allclose(a, replica, atol=1e-5, rtol=1e-5)

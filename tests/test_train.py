@@ -1,0 +1,137 @@
+"""The shared loop end to end: outputs, exact resume, failed saves, NaN."""
+
+import glob
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from ae_research import parallel, train
+
+
+def _short(config):
+  config.num_train_steps = 12
+  config.checkpoint_every_steps = 4
+  config.eval_every_steps = 8
+  config.log_every_steps = 4
+  return config
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, state.params)
+
+
+def test_smoke_run_writes_everything(smoke_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  state = train.train_and_evaluate(smoke_config, workdir)
+  assert int(state.step) == smoke_config.num_train_steps
+  with open(os.path.join(workdir, 'metrics.json')) as f:
+    metrics = json.load(f)
+  for who in ('model', 'baseline'):
+    assert set(metrics[who]) == {'psnr', 'ssim', 'shape_color_accuracy'}
+    assert all(np.isfinite(v) for v in metrics[who].values())
+  assert metrics['baseline']['shape_color_accuracy'] == 0.0  # Gray is neither.
+  assert sorted(os.listdir(os.path.join(workdir, 'samples'))) == [
+      'step_0000010.png', 'step_0000020.png']
+  assert glob.glob(os.path.join(workdir, 'tensorboard', 'events.out.tfevents.*'))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['features'] == list(smoke_config.model.features)
+
+
+class _Crash(Exception):
+  pass
+
+
+def _crash_after(monkeypatch, num_steps):
+  """Makes the next run's train step raise once it ran `num_steps` times."""
+  real = parallel.jit_train_step
+
+  def crashing(step_fn, mesh):
+    jitted, calls = real(step_fn, mesh), [0]
+
+    def step(*args):
+      calls[0] += 1
+      if calls[0] > num_steps:
+        raise _Crash()
+      return jitted(*args)
+    return step
+
+  monkeypatch.setattr(parallel, 'jit_train_step', crashing)
+
+
+def test_interrupted_run_resumes_to_identical_parameters(smoke_config, tmp_path,
+                                                          monkeypatch, caplog):
+  config = _short(smoke_config)
+  straight = _params(train.train_and_evaluate(config, str(tmp_path / 'a')))
+
+  workdir = str(tmp_path / 'b')
+  with monkeypatch.context() as m:
+    _crash_after(m, 6)  # Dies two steps after the checkpoint at step 4.
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']
+  caplog.set_level('INFO')
+  resumed = train.train_and_evaluate(config, workdir)
+  assert 'Resumed from step 4 ' in caplog.text
+  assert int(resumed.step) == 12
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(_params(resumed))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_save_killed_midway_resumes_from_last_complete(smoke_config, tmp_path,
+                                                      monkeypatch, caplog):
+  config = _short(smoke_config)
+  straight = _params(train.train_and_evaluate(config, str(tmp_path / 'a')))
+  workdir = str(tmp_path / 'b')
+  with monkeypatch.context() as m:
+    _crash_after(m, 9)
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(config, workdir)
+  # Turn the save of step 8 into what a process killed while writing it
+  # leaves: a temporary folder with part of the files.
+  ckpts = os.path.join(workdir, 'checkpoints')
+  partial = os.path.join(ckpts, '8.orbax-checkpoint-tmp')
+  os.rename(os.path.join(ckpts, '8'), partial)
+  os.remove(os.path.join(partial, 'commit_success.txt'))
+  shutil.rmtree(os.path.join(partial, 'state'))
+  caplog.set_level('INFO')
+  resumed = train.train_and_evaluate(config, workdir)
+  assert 'Resumed from step 4 ' in caplog.text
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(_params(resumed))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_checkpoint(smoke_config, tmp_path):
+  config = _short(smoke_config)
+  config.optimizer.learning_rate = 1e20
+  config.optimizer.grad_clip_norm = 0.0
+  config.checkpoint_every_steps = 1
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(train.TrainingDiverged, match='loss is (nan|inf)') as e:
+    train.train_and_evaluate(config, workdir)
+  ckpts = os.path.join(workdir, 'checkpoints')
+  saved = sorted(int(s) for s in os.listdir(ckpts) if s.isdigit())
+  assert f'step {saved[-1]})' in str(e.value) if saved else 'no checkpoint' in str(e.value)
+  assert not os.path.exists(os.path.join(workdir, 'metrics.json'))
+  if saved:  # The kept checkpoint holds finite parameters and restores.
+    mngr = ocp.CheckpointManager(ckpts)
+    raw = mngr.restore(saved[-1], args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(raw['state']['params']))
+    mngr.close()
+
+
+def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = _short(smoke_config)
+  config.num_train_steps = 4
+  train.train_and_evaluate(config, workdir)
+  before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  config.model.latent_features = 7
+  with pytest.raises(train.WorkdirMismatch, match='config.model'):
+    train.train_and_evaluate(config, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
