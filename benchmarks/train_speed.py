@@ -153,7 +153,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--kinds', action='store_true',
-                      help='also time every down/upsampling kind')
+                      help='also time the default model with every down/upsampling kind')
   args = parser.parse_args()
   torch.set_num_threads(os.cpu_count())
   print(f'jax {jax.__version__} on {jax.devices()[0].platform} '
@@ -167,9 +167,10 @@ def main():
   if args.kinds:
     for down in models.DOWNSAMPLE_KINDS:
       for up in models.UPSAMPLE_KINDS:
-        m = ref.copy_and_resolve_references()
+        m = config.model.copy_and_resolve_references()
         m.downsample, m.upsample = down, up
-        compare(f'reference down={down} up={up}', m, 64, 3, 3, 64, args.steps)
+        compare(f'default down={down} up={up}', m, config.batch_size, 1, 3,
+                config.shapes.image_size, args.steps * 5)
 
 
 if __name__ == '__main__':

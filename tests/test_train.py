@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from ae_research import parallel, train
 
@@ -37,7 +38,11 @@ def test_smoke_run_writes_everything(smoke_config, tmp_path):
   assert metrics['baseline']['shape_color_accuracy'] == 0.0  # Gray is neither.
   assert sorted(os.listdir(os.path.join(workdir, 'samples'))) == [
       'step_0000010.png', 'step_0000020.png']
-  assert glob.glob(os.path.join(workdir, 'tensorboard', 'events.out.tfevents.*'))
+  events = event_accumulator.EventAccumulator(os.path.join(workdir, 'tensorboard'))
+  events.Reload()
+  assert {'train/loss', 'train/images_per_sec', 'eval/psnr'} <= set(events.Tags()['scalars'])
+  assert [e.step for e in events.Scalars('eval/psnr')] == [10, 20]
+  assert events.Tags()['images'] == ['samples/input_output_target']
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['features'] == list(smoke_config.model.features)
 
