@@ -35,6 +35,10 @@ def _non_negative_float(x) -> Optional[str]:
   return None if isinstance(x, (int, float)) and x >= 0 else 'a number >= 0'
 
 
+def _bool(x) -> Optional[str]:
+  return None if isinstance(x, bool) else 'True or False'
+
+
 def _one_of(choices) -> Callable[[Any], Optional[str]]:
   def check(x):
     return None if x in choices else f'one of {sorted(choices)}'
@@ -50,10 +54,11 @@ def _positive_ints(x) -> Optional[str]:
 def _checks() -> dict[str, Callable[[Any], Optional[str]]]:
   return {
       'task': _one_of(tasks.TASKS),
-      'dataset': _one_of(datasets.SOURCES),
+      'dataset': datasets.check_name,
       'seed': _non_negative,
       'data_threads': _positive,
       'data_prefetch': _positive,
+      'patch_size': _non_negative,
       'shapes.image_size': _positive,
       'shapes.min_shapes': _non_negative,
       'shapes.max_shapes': _non_negative,
@@ -70,6 +75,14 @@ def _checks() -> dict[str, Callable[[Any], Optional[str]]]:
       'model.norm': _one_of(models.NORM_KINDS),
       'model.activation': _one_of(models.ACTIVATIONS),
       'model.output_activation': _one_of(models.OUTPUT_ACTIVATIONS),
+      'model.residual': _bool,
+      'eval_whole_images': _bool,
+      'eval_dataset': lambda x: None if x == '' else datasets.check_name(x),
+      'denoise.noise': _one_of(('gaussian', 'salt_and_pepper', 'mask', 'crosshair')),
+      'denoise.sigma': _non_negative_float,
+      'denoise.amount': _fraction,
+      'denoise.crosshair_thickness': _positive,
+      'sr.scale': _one_of((2, 3, 4)),
       'optimizer.learning_rate': _positive_float,
       'optimizer.warmup_steps': _non_negative,
       'optimizer.final_lr_fraction': _fraction,
@@ -121,6 +134,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     problems.append(
         f'config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be '
         f'smaller than config.num_train_steps={config.num_train_steps}')
+  lo, hi = config.denoise.sigma_range
+  if not 0 <= lo <= hi:
+    problems.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
+                    'with 0 <= low <= high; (0, 0) means the fixed sigma')
+  if config.task == 'super_resolution' and config.patch_size % config.sr.scale:
+    problems.append(f'config.patch_size={config.patch_size} must be a multiple '
+                    f'of config.sr.scale={config.sr.scale}')
+  if (config.patch_size and config.patch_size % 2 ** len(config.model.features)):
+    problems.append(
+        f'config.patch_size={config.patch_size} must be divisible by '
+        f'{2 ** len(config.model.features)} (2 ** len(config.model.features))')
   s = config.shapes
   if s.min_shapes > s.max_shapes:
     problems.append(f'config.shapes.min_shapes={s.min_shapes} must be <= '

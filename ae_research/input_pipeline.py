@@ -13,9 +13,14 @@ import grain
 import jax
 import numpy as np
 
+from ae_research import corruptions
 
-def _pair_fn(task, config):
+
+def _pair_fn(task, config, crop: bool = False):
   def fn(example, rng):
+    if crop and config.patch_size:
+      example = dict(example, image=corruptions.random_crop(
+          example['image'], rng, config.patch_size))
     return task.make_pair(example, rng, config)
   return fn
 
@@ -25,7 +30,7 @@ def train_dataset(source, task, config, local_batch_size: int,
   """Shuffled, repeated and batched pairs for this process."""
   ds = grain.MapDataset.source(source)[process_index::process_count]
   ds = ds.seed(config.seed).shuffle().repeat()
-  ds = ds.random_map(_pair_fn(task, config))
+  ds = ds.random_map(_pair_fn(task, config, crop=True))
   ds = ds.batch(local_batch_size, drop_remainder=True)
   return ds.to_iter_dataset(grain.ReadOptions(
       num_threads=config.data_threads, prefetch_buffer_size=config.data_prefetch))
@@ -56,8 +61,10 @@ def eval_batches(source, task, config, local_batch_size: int,
   for i in range(num_batches):
     if i < len(ds):
       yield _pad(ds[i], local_batch_size)
-    else:  # This process ran out of examples before the others.
-      yield {k: np.zeros_like(v) for k, v in _pad(ds[0], local_batch_size).items()}
+    else:  # This process ran out of examples before the others: all padding.
+      pair = task.make_pair(source[0], np.random.default_rng(0), config)
+      empty = {k: np.asarray(v)[None][:0] for k, v in pair.items()}
+      yield _pad(empty, local_batch_size)
 
 
 class DevicePrefetcher:

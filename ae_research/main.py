@@ -18,6 +18,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, summaries and results; a run '
     'in it is resumed.')
+_MODE = flags.DEFINE_enum(
+    'mode', 'train', ['train', 'eval'],
+    'train: train and evaluate (resuming). eval: score the latest checkpoint '
+    'of --workdir on whole images of config.eval_dataset (e.g. '
+    '--config.eval_dataset=folder:PATH).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -75,9 +80,12 @@ def main(argv):
   handler.python_handler.stream = sys.stdout
   handler.addFilter(_QuietLibraries())
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if _MODE.value == 'train':
+      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    else:
+      train.evaluate_workdir(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, train.WorkdirMismatch,
-          train.TrainingDiverged) as e:
+          train.TrainingDiverged, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
 

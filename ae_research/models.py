@@ -11,6 +11,7 @@ so inputs need sides divisible by 2**len(features).
 """
 
 import functools
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -54,7 +55,7 @@ class Norm(nn.Module):
       return nn.BatchNorm(use_running_average=not train, momentum=0.9,
                           axis_name=self.axis_name)(x)
     if self.kind == 'group':
-      return nn.GroupNorm(num_groups=min(self.groups, x.shape[-1]))(x)
+      return nn.GroupNorm(num_groups=math.gcd(self.groups, x.shape[-1]))(x)
     if self.kind == 'layer':
       return nn.LayerNorm()(x)
     raise ValueError(f'norm={self.kind!r}; choose one of {NORM_KINDS}')
@@ -176,6 +177,7 @@ class Autoencoder(nn.Module):
   norm: str = 'none'
   activation: str = 'relu'
   output_activation: str = 'none'
+  residual: bool = False  # Predict the change to the input, not the image.
   norm_axis_name: Optional[str] = None
 
   def setup(self):
@@ -195,7 +197,10 @@ class Autoencoder(nn.Module):
     return self.decoder(z_Bxhxwxk, train)
 
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
-    return self.decode(self.encode(x_BxHxWxC, train), train)
+    y = self.decode(self.encode(x_BxHxWxC, train), train)
+    if self.residual:  # A 1-channel input is added to every output channel.
+      y = y + jnp.broadcast_to(x_BxHxWxC, y.shape)
+    return y
 
 
 # A tiny variant for tests and smoke runs.
@@ -208,7 +213,8 @@ def count_params(params: Any) -> int:
 
 
 MODEL_FIELDS = ('features', 'latent_features', 'blocks_per_level', 'downsample',
-                'upsample', 'norm', 'activation', 'output_activation')
+                'upsample', 'norm', 'activation', 'output_activation',
+                'residual')
 
 
 def from_config(model_config: Any, out_features: int,

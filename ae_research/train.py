@@ -8,6 +8,7 @@ one would. Writes progress lines, TensorBoard summaries (`workdir/tensorboard`),
 sample grids (`workdir/samples`) and, at the end, `workdir/metrics.json`.
 """
 
+import functools
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ae_research import checkpointing, config_lib, datasets, input_pipeline
+from ae_research import checkpointing, config_lib, datasets, evaluate, input_pipeline
 from ae_research import models, parallel, steps, summaries, tasks
 
 
@@ -31,9 +32,12 @@ class WorkdirMismatch(ValueError):
   """The workdir holds a run of a different model, task or data set."""
 
 
-# A resumed run must agree with the stored config on these; the rest (steps,
-# logging, learning rate...) may change between runs.
-_FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'seed')
+# A resumed run must agree with the stored config on these, or it would end
+# neither as the stored run nor as a fresh one (the data position counts
+# batches, the learning-rate schedule spans num_train_steps); the rest
+# (logging, evaluation, checkpoint frequency...) may change between runs.
+_FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr', 'seed',
+                 'patch_size', 'batch_size', 'num_train_steps', 'optimizer')
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -64,7 +68,7 @@ def build(config: ml_collections.ConfigDict, mesh, axis_name=None):
   return task, model, tx
 
 
-def evaluate(eval_step, state, batches, mesh) -> dict[str, float]:
+def evaluate_batches(eval_step, state, batches, mesh) -> dict[str, float]:
   """Averages the task's metrics over every batch, weighted by the mask."""
   totals = {}
   for batch in batches:
@@ -76,14 +80,67 @@ def evaluate(eval_step, state, batches, mesh) -> dict[str, float]:
 
 
 def _check_finite(step: int, metrics: dict, checkpoint_dir: str, last_saved):
-  loss = float(metrics['loss'])
-  if not math.isfinite(loss):
-    kept = (f'the last good checkpoint (step {last_saved}) in {checkpoint_dir} '
-            'is kept' if last_saved else 'no checkpoint was saved')
+  values = {k: float(metrics[k]) for k in ('loss', 'grad_norm')}
+  bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+  if bad:
+    kept = (f'the checkpoints up to step {last_saved} in {checkpoint_dir} are '
+            'kept as they were' if last_saved else 'no checkpoint was saved')
+    what = ', '.join(f'{k} is {v}' for k, v in bad.items())
     raise TrainingDiverged(
-        f'loss is {loss} at step {step}; training stopped and {kept}. '
+        f'{what} at step {step}; training stopped and {kept}. '
         'Try a lower config.optimizer.learning_rate or '
-        'config.optimizer.grad_clip_norm > 0.')
+        'config.optimizer.grad_clip_norm > 0, in a new --workdir.')
+
+
+def init_shape(task, source, config) -> tuple[int, ...]:
+  """An input shape to initialize the model with (its parameters depend on
+  the channels only): the channels of the task's input, a small square."""
+  example = task.make_pair(source[0], np.random.default_rng(0), config)
+  side = 2 ** len(config.model.features)
+  return (1, side, side, example['input'].shape[-1])
+
+
+def _eval_dir_name(name: str) -> str:
+  return 'eval_' + ''.join(c if c.isalnum() or c in '-_' else '_'
+                           for c in name.replace(os.sep, '_')).strip('_')
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict,
+                     workdir: str) -> dict[str, Any]:
+  """Scores the latest checkpoint of `workdir` on whole images of
+  config.eval_dataset (or the test split of config.dataset), beside the
+  task's baselines; writes workdir/eval_<dataset>/results.{json,md} and PNGs."""
+  mesh = parallel.make_mesh()
+  config_lib.validate(config, num_devices=mesh.size,
+                      num_processes=jax.process_count())
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    raise WorkdirMismatch(f'{workdir} holds no run (no config.json); train '
+                          'one there first')
+  check_workdir(config, workdir)
+  task, model, tx = build(config, mesh)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                    async_save=False)
+  step = ckpt.latest_step()
+  if step is None:
+    raise WorkdirMismatch(f'{workdir} holds no checkpoint yet')
+  name = config.eval_dataset or config.dataset
+  source = datasets.get_source(config, 'test', name)
+  shape = init_shape(task, source, config)
+  rep = parallel.replicated(mesh)
+  abstract = jax.eval_shape(
+      lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+  state, _, _ = ckpt.restore(abstract, step)
+  ckpt.close()
+  out_dir = os.path.join(workdir, _eval_dir_name(name))
+  results = evaluate.evaluate_images(
+      state, jax.jit(steps.make_predict(model)), task, source, config,
+      out_dir=out_dir if jax.process_index() == 0 else None)
+  logging.info('step %d on %s (%d images), written to %s:\n%s', step, name,
+               len(results['images']), out_dir,
+               evaluate.markdown_table(results))
+  return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -99,9 +156,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   local_batch = config.batch_size // jax.process_count()
   local_eval_batch = config.eval_batch_size // jax.process_count()
   train_source = datasets.get_source(config, 'train')
-  test_source = datasets.get_source(config, 'test')
-  example = task.make_pair(train_source[0], np.random.default_rng(0), config)
-  input_shape = (1,) + example['input'].shape
+  test_source = datasets.get_source(config, 'test', config.eval_dataset or None)
+  input_shape = init_shape(task, train_source, config)
 
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
@@ -130,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_step = parallel.jit_train_step(
       steps.make_train_step(model, tx, task.loss), mesh)
   eval_step = parallel.jit_eval_step(
-      steps.make_eval_step(model, task.metrics), mesh)
+      steps.make_eval_step(model, functools.partial(task.metrics, config=config)), mesh)
   predict = jax.jit(steps.make_predict(model))
 
   def eval_batches():
@@ -143,20 +199,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                 start_step)
 
   def run_eval(step: int) -> dict[str, float]:
-    results = evaluate(eval_step, state, eval_batches(), mesh)
+    if config.eval_whole_images:
+      results = evaluate.evaluate_images(state, predict, task, test_source,
+                                         config, classical=False)['mean']['model']
+    else:
+      results = evaluate_batches(eval_step, state, eval_batches(), mesh)
     writer.scalars(step, {f'eval/{k}': v for k, v in results.items()})
     logging.info('eval step %d: %s', step,
                  ' '.join(f'{k} {v:.4f}' for k, v in results.items()))
-    if is_chief and config.num_sample_images:
-      first = next(iter(eval_batches()))
-      n = min(config.num_sample_images, len(first['input']))
-      x = first['input'][:n]
-      y = np.asarray(predict(state, jnp.asarray(x)))
-      grid = summaries.image_grid([x, y, first['target'][:n]])
+    if config.num_sample_images:  # Every process predicts; process 0 writes.
+      first = next(iter(eval_batches())) if not config.eval_whole_images else None
+      if first is not None:
+        n = min(config.num_sample_images, len(first['input']))
+        x, target = first['input'][:n], first['target'][:n]
+        y = np.asarray(predict(state, jnp.asarray(x)))
+      else:  # The first test image, whole.
+        pair = task.make_pair(test_source[0], np.random.default_rng([config.seed, 0]), config)
+        x, target = pair['input'][None], pair['target'][None]
+        y = evaluate.apply_whole(predict, state, pair['input'],
+                                 2 ** len(config.model.features))[None]
+      grid = summaries.image_grid([x, y, target])
       writer.image(step, 'samples/input_output_target', grid)
-      summaries.save_png(
-          os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid,
-          scale=max(1, 128 // x.shape[1]))
+      if is_chief:
+        summaries.save_png(
+            os.path.join(workdir, 'samples', f'step_{step:07d}.png'), grid,
+            scale=max(1, 128 // x.shape[1]))
     writer.flush()
     return results
 
@@ -194,17 +261,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
     final_step = int(state.step)
     results = run_eval(final_step)
-    baseline_step = parallel.jit_eval_step(
-        lambda _, b: steps.make_baseline_step(task.baseline, task.metrics)(b),
-        mesh)
-    baseline = evaluate(baseline_step, state, eval_batches(), mesh)
-    logging.info('baseline: %s',
-                 ' '.join(f'{k} {v:.4f}' for k, v in baseline.items()))
+    summary = {'step': final_step, 'task': config.task,
+               'dataset': config.eval_dataset or config.dataset}
+    if config.eval_whole_images:
+      full = evaluate.evaluate_images(
+          state, predict, task, test_source, config,
+          out_dir=os.path.join(workdir, 'eval') if is_chief else None)
+      summary.update(num_eval_examples=len(full['images']), **full['mean'],
+                     baseline=full['mean'][task.BASELINE_NAME])
+    else:
+      baseline_step = parallel.jit_eval_step(
+          lambda _, b: steps.make_baseline_step(
+              task.baseline, functools.partial(task.metrics, config=config))(b),
+          mesh)
+      summary.update(
+          num_eval_examples=min(config.num_eval_examples, len(test_source)),
+          model=results,
+          baseline=evaluate_batches(baseline_step, state, eval_batches(), mesh))
+    logging.info('baseline (%s): %s', task.BASELINE_NAME,
+                 ' '.join(f'{k} {v:.4f}' for k, v in summary['baseline'].items()))
     if is_chief:
-      summaries.write_json(os.path.join(workdir, 'metrics.json'), {
-          'step': final_step, 'task': config.task, 'dataset': config.dataset,
-          'num_eval_examples': min(config.num_eval_examples, len(test_source)),
-          'model': results, 'baseline': baseline})
+      summaries.write_json(os.path.join(workdir, 'metrics.json'), summary)
   finally:
     ckpt.close()
     writer.close()

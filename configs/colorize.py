@@ -1,14 +1,31 @@
-"""Colorization of shapes: circles must come out red, squares blue.
+"""Colorization: gray in, color out.
 
+Shapes (default): circles must come out red, squares blue.
   python -m ae_research.main --config=configs/colorize.py --workdir=runs/colorize
-  python -m ae_research.main --config=configs/colorize.py:smoke --workdir=runs/smoke
+Photographs (the embedded photo set, trained on patches, scored on whole
+held-out photos beside the gray input):
+  python -m ae_research.main --config=configs/colorize.py:photos --workdir=runs/colorize_photos
+Any variant with ',smoke' appended runs in seconds.
 """
 
 from configs import default
+
+
+def _photos(config):
+  config.dataset = 'photos'
+  config.eval_whole_images = True
+  config.patch_size = 64
+  config.batch_size = 16
+  config.model.features = (32, 64, 64)
+  config.model.latent_features = 64
+  config.model.residual = True  # Start from the gray image.
+  config.num_train_steps = 3000
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
 
 
 def get_config(variant: str = ''):
   config = default.get_config()
   config.task = 'colorize'
   config.dataset = 'shapes'
-  return default.apply_variant(config, variant)
+  return default.apply_variant(config, variant, {'photos': _photos})

@@ -16,6 +16,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data_dir = ''  # '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
   config.data_threads = 2
   config.data_prefetch = 4
+  config.eval_dataset = ''  # '' means the test split of config.dataset.
+  # Score whole images of any size (one at a time, beside the task's
+  # classical methods) instead of fixed-size batches.
+  config.eval_whole_images = False
+  config.patch_size = 0  # > 0: train on random square crops of this size.
+  # For config.dataset='tfds:NAME': the split names and the image's key.
+  config.tfds_splits = ml_collections.ConfigDict(dict(train='train', test='test'))
+  config.tfds_image_key = 'image'
+  config.denoise = ml_collections.ConfigDict(dict(
+      noise='gaussian', sigma=25.0, sigma_range=(0.0, 0.0), amount=0.1,
+      crosshair_thickness=1))
+  config.sr = ml_collections.ConfigDict(dict(scale=3))
   config.shapes = ml_collections.ConfigDict(dict(
       image_size=32, min_shapes=1, max_shapes=4, min_radius=3, max_radius=7,
       num_train=20000, num_test=1000, seed=0))
@@ -26,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       features=(16, 32), latent_features=32, blocks_per_level=1,
       downsample='avgpool', upsample='pixel_shuffle', norm='none',
-      activation='relu', output_activation='none'))
+      activation='relu', output_activation='none', residual=False))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-3, warmup_steps=100, final_lr_fraction=0.01,
@@ -45,16 +57,28 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
-VARIANTS = ('', 'smoke')
+VARIANTS = ('smoke',)
 
 
-def apply_variant(config: ml_collections.ConfigDict,
-                  variant: str) -> ml_collections.ConfigDict:
-  """'smoke' shrinks everything so a run exercises every part in seconds."""
-  if variant not in VARIANTS:
-    raise ValueError(f'config variant {variant!r} is unknown; choose one of '
-                     f'{[v for v in VARIANTS if v]} or none')
-  if variant == 'smoke':
+def apply_variant(config: ml_collections.ConfigDict, variant: str,
+                  own: dict | None = None) -> ml_collections.ConfigDict:
+  """Applies comma-separated named variants, e.g. 'crosshair,smoke'.
+
+  `own` maps an experiment's own variant names to functions that change the
+  config; 'smoke' (shared) shrinks everything so a run exercises every part
+  in seconds, and is applied last.
+  """
+  own = own or {}
+  names = [v for v in variant.split(',') if v]
+  known = sorted(set(own) | set(VARIANTS))
+  for name in names:
+    if name not in known:
+      raise ValueError(f'config variant {name!r} is unknown; choose one of '
+                       f'{known}, several joined by commas, or none')
+  for name in names:
+    if name in own:
+      own[name](config)
+  if 'smoke' in names:
     config.shapes.num_train = 256
     config.shapes.num_test = 64
     config.model.features = (8, 16)
@@ -68,4 +92,6 @@ def apply_variant(config: ml_collections.ConfigDict,
     config.eval_every_steps = 10
     config.checkpoint_every_steps = 10
     config.num_sample_images = 4
+    if config.patch_size:
+      config.patch_size = 24
   return config

@@ -7,18 +7,23 @@ import sys
 import pytest
 
 from ae_research import config_lib
-from configs import colorize, default
+from configs import colorize, default, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_default_and_smoke_configs_are_valid():
-  for variant in default.VARIANTS:
-    config_lib.validate(colorize.get_config(variant), num_devices=8)
+@pytest.mark.parametrize('module,variants', [
+    (colorize, ['', 'smoke', 'photos', 'photos,smoke']),
+    (denoise, ['', 'smoke', 'blind', 'salt_and_pepper', 'mask', 'crosshair,smoke']),
+    (super_resolution, ['', 'smoke', 'x2', 'x4,smoke']),
+])
+def test_every_config_and_variant_is_valid(module, variants):
+  for variant in variants:
+    config_lib.validate(module.get_config(variant), num_devices=8)
 
 
 def test_unknown_variant_names_the_known_ones():
-  with pytest.raises(ValueError, match="'tiny' is unknown; choose one of \\['smoke'\\]"):
+  with pytest.raises(ValueError, match="'tiny' is unknown; choose one of \\['photos', 'smoke'\\]"):
     colorize.get_config('tiny')
 
 
@@ -34,7 +39,7 @@ def test_locked_config_refuses_unknown_fields_and_wrong_types():
 @pytest.mark.parametrize('field,value,message', [
     ('num_train_steps', 0, 'config.num_train_steps=0 is not allowed: use a positive integer'),
     ('model.upsample', 'bicubic', "config.model.upsample='bicubic' is not allowed: use one of"),
-    ('task', 'paint', "config.task='paint' is not allowed: use one of \\['colorize'\\]"),
+    ('task', 'paint', "config.task='paint' is not allowed: use one of \\['colorize', 'denoise'"),
     ('optimizer.learning_rate', -1.0, 'config.optimizer.learning_rate=-1.0'),
     ('model.features', (), 'config.model.features=\\(\\) is not allowed'),
     ('batch_size', 12, 'config.batch_size=12 must be divisible by the number of devices \\(8\\)'),

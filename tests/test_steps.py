@@ -20,10 +20,10 @@ def _batches(n, batch_size=16, size=16, seed=0):
   return [{k: v.astype(np.float32) for k, v in b.items()} for b in out]
 
 
-def _setup(norm='none', axis_name=None):
+def _setup(norm='none', axis_name=None, tx=None):
   model = models.TinyAutoencoder(out_features=3, norm=norm,
                                  norm_axis_name=axis_name)
-  tx = optax.adam(3e-3)
+  tx = tx or optax.adam(3e-3)
   state = steps.create_train_state(model, tx, jax.random.key(0), (1, 16, 16, 1))
   return model, tx, state
 
@@ -59,13 +59,17 @@ def test_one_device_mesh_and_pmap_agree(norm):
   batches = _batches(4, batch_size=16)
   rngs = [jax.random.key(i) for i in range(4)]
 
+  # SGD, unlike Adam, would show a gradient summed rather than averaged.
+  sgd = optax.sgd(0.05, momentum=0.9)
   # One device.
-  model, tx, state = _setup(norm)
+  model, tx, state = _setup(norm, tx=sgd)
   state = jax.tree.map(np.asarray, state)  # Host copy: donation can't delete it.
   step = jax.jit(steps.make_train_step(model, tx, task.loss))
   one = jax.device_put(state, jax.devices()[0])
+  losses = {'one': [], 'mesh': [], 'pmap': []}
   for b, r in zip(batches, rngs):
-    one, _ = step(one, jax.device_put(b, jax.devices()[0]), r)
+    one, m = step(one, jax.device_put(b, jax.devices()[0]), r)
+    losses['one'].append(float(m['loss']))
 
   # Mesh over 8 devices, jit with the batch sharded and the state donated.
   mesh = parallel.make_mesh()
@@ -73,17 +77,22 @@ def test_one_device_mesh_and_pmap_agree(norm):
       steps.make_train_step(model, tx, task.loss), mesh)
   meshed = jax.device_put(state, parallel.replicated(mesh))
   for b, r in zip(batches, rngs):
-    meshed, _ = sharded_step(meshed, parallel.shard_batch(b, mesh), r)
+    meshed, m = sharded_step(meshed, parallel.shard_batch(b, mesh), r)
+    losses['mesh'].append(float(m['loss']))
     assert meshed.params['encoder']['Conv_0']['kernel'].sharding.is_fully_replicated
 
   # pmap with an axis name.
-  model_p, tx, _ = _setup(norm, axis_name='batch')
+  model_p, tx, _ = _setup(norm, axis_name='batch', tx=sgd)
   pstep = jax.pmap(steps.make_train_step(model_p, tx, task.loss, axis_name='batch'),
                    axis_name='batch', in_axes=(0, 0, None), donate_argnums=0)
   pstate = jax.tree.map(lambda x: jnp.stack([x] * 8), state)
   for b, r in zip(batches, rngs):
-    pstate, _ = pstep(pstate, jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b), r)
+    pstate, m = pstep(pstate, jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b), r)
+    losses['pmap'].append(float(m['loss'][0]))
 
+  np.testing.assert_allclose(losses['one'], losses['mesh'], rtol=1e-5)
+  np.testing.assert_allclose(losses['one'], losses['pmap'], rtol=1e-5)
+  assert losses['one'][-1] < losses['one'][0]
   for a, b, c in zip(jax.tree.leaves(one), jax.tree.leaves(meshed),
                      jax.tree.leaves(pstate)):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)

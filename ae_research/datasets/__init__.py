@@ -1,22 +1,32 @@
 """Data sources by name: `config.dataset` picks one.
 
+  shapes        generated circles and squares (datasets/shapes.py)
+  photos        photographs shipped in scikit-image and scikit-learn
+  folder:PATH   every image in a folder, for evaluation (any size)
+  tfds:NAME     a TFDS catalog data set, e.g. tfds:cifar10 or
+                tfds:div2k/bicubic_x4, prepared in config.data_dir in the
+                array_record format (`tfds build NAME --file_format=array_record`)
+
 A source is random access (`len`, `__getitem__`) and yields dicts of numpy
 arrays with at least 'image' (HxWx3 uint8).
 """
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from ae_research.datasets import shapes
+import numpy as np
+
+from ae_research.datasets import folder, photos, shapes
 
 
 def data_dir(config: Any) -> str:
-  """Where generated data sets are kept: config.data_dir, $TFDS_DATA_DIR or ~/tensorflow_datasets."""
+  """Where data sets are kept: config.data_dir, $TFDS_DATA_DIR or ~/tensorflow_datasets."""
   return os.path.expanduser(config.data_dir or os.environ.get(
       'TFDS_DATA_DIR', '~/tensorflow_datasets'))
 
 
-def _shapes(config: Any, split: str):
+def _shapes(config: Any, split: str, arg: str):
+  del arg
   c = config.shapes
   b = shapes.builder(data_dir(config), image_size=c.image_size,
                      min_shapes=c.min_shapes, max_shapes=c.max_shapes,
@@ -25,16 +35,73 @@ def _shapes(config: Any, split: str):
   return b.as_data_source(split)
 
 
-SOURCES: dict[str, Callable[[Any, str], Any]] = {'shapes': _shapes}
+def _photos(config: Any, split: str, arg: str):
+  del arg
+  return photos.builder(data_dir(config)).as_data_source(split)
 
 
-def names() -> list[str]:
-  return sorted(SOURCES)
+def _folder(config: Any, split: str, arg: str):
+  del config, split  # A folder is one split.
+  return folder.FolderSource(os.path.expanduser(arg))
 
 
-def get_source(config: Any, split: str):
-  """The random-access source of `split` ('train' or 'test')."""
-  if config.dataset not in SOURCES:
-    raise ValueError(f'config.dataset={config.dataset!r} is unknown; choose '
-                     f'one of {names()}')
-  return SOURCES[config.dataset](config, split)
+class _Rgb:
+  """A catalog source with its image key renamed to 'image', gray made RGB."""
+
+  def __init__(self, source, image_key: str):
+    self._source, self._key = source, image_key
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    example = dict(self._source[index])
+    image = np.asarray(example.pop(self._key))
+    if image.ndim == 2:
+      image = image[..., None]
+    example['image'] = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
+    return example
+
+
+def _tfds(config: Any, split: str, arg: str):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  split_name = config.tfds_splits[split]
+  try:
+    source = tfds.data_source(arg, split=split_name, data_dir=data_dir(config))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f'config.dataset=tfds:{arg}: could not open split {split_name!r} in '
+        f'{data_dir(config)} ({type(e).__name__}: {e}). Prepare it there with '
+        f'`tfds build {arg} --data_dir={data_dir(config)} '
+        '--file_format=array_record`, or set config.data_dir.') from e
+  return _Rgb(source, config.tfds_image_key)
+
+
+SOURCES: dict[str, Callable[[Any, str, str], Any]] = {
+    'shapes': _shapes, 'photos': _photos, 'folder': _folder, 'tfds': _tfds}
+_WITH_ARGUMENT = ('folder', 'tfds')
+
+
+def parse(name: str) -> tuple[str, str]:
+  kind, _, arg = name.partition(':')
+  return kind, arg
+
+
+def check_name(name: str) -> Optional[str]:
+  """None if `name` is a valid config.dataset, else what is allowed."""
+  kind, arg = parse(name)
+  if kind in SOURCES and (bool(arg) == (kind in _WITH_ARGUMENT)):
+    return None
+  return ("one of 'shapes', 'photos', 'folder:PATH' or 'tfds:NAME' "
+          "(e.g. tfds:cifar10)")
+
+
+def get_source(config: Any, split: str, name: Optional[str] = None):
+  """The random-access source of `split` ('train' or 'test') of `name`
+  (by default config.dataset)."""
+  name = config.dataset if name is None else name
+  problem = check_name(name)
+  if problem:
+    raise ValueError(f'dataset {name!r} is unknown; use {problem}')
+  kind, arg = parse(name)
+  return SOURCES[kind](config, split, arg)

@@ -7,16 +7,19 @@ A task module defines:
     host, inside the input pipeline (`rng` is a numpy Generator derived from
     the seed and the example's index, so corruptions are reproducible).
   loss(pred, batch) -> per-example loss, shape [B].
-  metrics(pred, batch) -> {name: (sum over the batch, count)}, where every
-    example is weighted by batch['mask'].
-  baseline(batch) -> the trivial prediction the model is compared with.
+  metrics(pred, batch, config) -> {name: (sum over the batch, count)}, where
+    every example is weighted by batch['mask'].
+  baseline(batch) -> the trivial prediction the model is compared with
+    (BASELINE_NAME says what it is: gray input, noisy input, bicubic).
+  classical(pair, config) -> {method: prediction} of classical methods on one
+    whole image (numpy), scored beside the model in whole-image evaluation.
 """
 
 import types
 
-from ae_research.tasks import colorize
+from ae_research.tasks import colorize, denoise, super_resolution
 
-TASKS: dict[str, types.ModuleType] = {m.NAME: m for m in (colorize,)}
+TASKS: dict[str, types.ModuleType] = {m.NAME: m for m in (colorize, denoise, super_resolution)}
 
 
 def get(name: str) -> types.ModuleType:

@@ -52,16 +52,16 @@ def shape_color_correct(pred_BxHxWx3: jax.Array, label_BxHxW: jax.Array):
           jnp.sum(is_shape, axis=(1, 2)))
 
 
-def metrics(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array]):
+def metrics(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array],
+            config: Any = None):
+  del config
   mask_B = batch['mask']
   pred = jnp.clip(pred_BxHxWx3, 0.0, 1.0)
-  out = {
-      'psnr': metrics_lib.mean_over_batch(
-          metrics_lib.psnr(pred, batch['target']), mask_B),
-      'ssim': metrics_lib.mean_over_batch(
-          metrics_lib.ssim(pred, batch['target']), mask_B),
-  }
-  if 'label' in batch:
+  out = metrics_lib.rgb_psnr_ssim(pred, batch)
+  if 'label' not in batch:  # Photos: how vivid the colors are.
+    out['colorfulness'] = metrics_lib.mean_over_batch(
+        metrics_lib.colorfulness(pred), mask_B)
+  else:
     correct_B, pixels_B = shape_color_correct(pred, batch['label'])
     out['shape_color_accuracy'] = (jnp.sum(correct_B * mask_B),
                                    jnp.sum(pixels_B * mask_B))
@@ -71,3 +71,11 @@ def metrics(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array]):
 def baseline(batch: dict[str, jax.Array]) -> jax.Array:
   """The gray input, copied to every channel."""
   return jnp.repeat(batch['input'], 3, axis=-1)
+
+
+BASELINE_NAME = 'gray'
+
+
+def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
+  del pair, config  # The gray baseline is the classical answer.
+  return {}

@@ -1,0 +1,41 @@
+"""Every image in a folder (PNG, JPEG, BMP, TIFF, WebP), any size, as RGB."""
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def load_rgb(path: str) -> np.ndarray:
+  """An image file as HxWx3 uint8: EXIF orientation applied, gray and
+  palette images expanded to RGB, alpha dropped, 16-bit scaled to 8."""
+  with Image.open(path) as img:
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+      array = np.asarray(img, np.float64)
+      scale = 65535.0 if array.max() > 255 else 255.0
+      return np.repeat(np.round(array / scale * 255.0).astype(np.uint8)[..., None], 3, -1)
+    return np.asarray(img.convert('RGB'))
+
+
+class FolderSource:
+  """Random-access source over the images of `path`, sorted by file name."""
+
+  def __init__(self, path: str):
+    if not os.path.isdir(path):
+      raise ValueError(f'folder:{path} is not a folder')
+    self.path = path
+    self.files = sorted(f for f in os.listdir(path)
+                        if f.lower().endswith(EXTENSIONS))
+    if not self.files:
+      raise ValueError(f'folder:{path} holds no image ({", ".join(EXTENSIONS)})')
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def __getitem__(self, index: int) -> dict:
+    name = self.files[index]
+    return {'image': load_rgb(os.path.join(self.path, name)),
+            'name': os.path.splitext(name)[0]}

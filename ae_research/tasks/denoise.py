@@ -1,0 +1,100 @@
+"""Denoising: a corrupted image in, the clean one out.
+
+config.denoise.noise picks the corruption: 'gaussian' (sigma on the 0-255
+scale, or drawn from sigma_range for blind denoising), 'salt_and_pepper',
+'mask' (random blocks removed) or 'crosshair' (a thin dark cross to remove).
+Classical baselines, by corruption: scikit-image's non-local means (and BM3D
+when the optional `bm3d` package is installed) for Gaussian noise, a 3x3
+median filter for salt and pepper, biharmonic inpainting of the known damaged
+pixels for masks and the crosshair.
+"""
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from ae_research import corruptions
+from ae_research import metrics as metrics_lib
+
+NAME = 'denoise'
+NOISES = ('gaussian', 'salt_and_pepper', 'mask', 'crosshair')
+
+
+def out_features(config: Any) -> int:
+  del config
+  return 3
+
+
+def corrupt(clean: np.ndarray, rng: np.random.Generator,
+            c: Any) -> tuple[np.ndarray, np.ndarray | None]:
+  """(corrupted image, HxWx1 map of the damaged pixels or None)."""
+  if c.noise == 'gaussian':
+    sigma = corruptions.draw_sigma(rng, c.sigma, tuple(c.sigma_range))
+    return corruptions.gaussian_noise(clean, rng, sigma), None
+  if c.noise == 'salt_and_pepper':
+    return corruptions.salt_and_pepper(clean, rng, c.amount), None
+  if c.noise == 'mask':
+    return corruptions.random_mask(clean, rng, c.amount)
+  if c.noise == 'crosshair':
+    return corruptions.crosshair(clean, rng, c.crosshair_thickness)
+  raise ValueError(f'config.denoise.noise={c.noise!r}; choose one of {NOISES}')
+
+
+def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
+              config: Any) -> dict[str, np.ndarray]:
+  clean = example['image'].astype(np.float32) / 255.0
+  corrupted, damage = corrupt(clean, rng, config.denoise)
+  pair = {'input': corrupted, 'target': clean}
+  if damage is not None:
+    pair['damage'] = damage
+  return pair
+
+
+def loss(pred: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+  return metrics_lib.mse(pred, batch['target'])
+
+
+def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any = None):
+  del config
+  return metrics_lib.rgb_psnr_ssim(pred, batch)
+
+
+def baseline(batch: dict[str, jax.Array]) -> jax.Array:
+  """The corrupted input itself."""
+  return batch['input']
+
+
+BASELINE_NAME = 'noisy input'
+
+
+def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
+  from skimage.restoration import denoise_nl_means  # pylint: disable=g-import-not-at-top
+  s = sigma / 255.0
+  return denoise_nl_means(noisy, h=0.8 * s, sigma=s, patch_size=5,
+                          patch_distance=6, fast_mode=True,
+                          channel_axis=-1).astype(np.float32)
+
+
+def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
+  """The classical methods for this corruption, on one whole image."""
+  c = config.denoise
+  noisy = np.clip(pair['input'], 0.0, 1.0)
+  if c.noise == 'salt_and_pepper':
+    from scipy.ndimage import median_filter  # pylint: disable=g-import-not-at-top
+    return {'median_3x3': median_filter(noisy, size=(3, 3, 1))}
+  if c.noise in ('mask', 'crosshair'):
+    from skimage.restoration import inpaint_biharmonic  # pylint: disable=g-import-not-at-top
+    hole = pair['damage'][..., 0] > 0
+    return {'biharmonic': inpaint_biharmonic(noisy, hole, channel_axis=-1)
+                          .astype(np.float32)}
+  # Gaussian: with a sigma range (blind), the baseline is told the mean sigma.
+  lo, hi = c.sigma_range
+  sigma = (lo + hi) / 2 if hi > lo else c.sigma
+  out = {'nl_means': _nl_means(noisy, sigma)}
+  try:
+    import bm3d  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return out
+  out['bm3d'] = np.asarray(bm3d.bm3d_rgb(noisy, sigma / 255.0), np.float32)
+  return out

@@ -1,0 +1,43 @@
+"""Denoising photographs: Gaussian noise (sigma 25) by default.
+
+  python -m ae_research.main --config=configs/denoise.py --workdir=runs/denoise
+  python -m ae_research.main --config=configs/denoise.py:crosshair --workdir=runs/crosshair
+  python -m ae_research.main --config=configs/denoise.py --workdir=runs/denoise \
+      --mode=eval --config.eval_dataset=folder:../shared/testsets/Set14
+
+Variants: blind (sigma drawn from 0-50), salt_and_pepper, mask, crosshair,
+and smoke (seconds). Trains on random patches of the embedded photos, scores
+whole held-out photos beside the noisy input and non-local means.
+"""
+
+from configs import default
+
+
+def _noise(kind, **fields):
+  def apply(config):
+    config.denoise.noise = kind
+    for k, v in fields.items():
+      config.denoise[k] = v
+  return apply
+
+
+def get_config(variant: str = ''):
+  config = default.get_config()
+  config.task = 'denoise'
+  config.dataset = 'photos'
+  config.eval_whole_images = True
+  config.patch_size = 48
+  config.batch_size = 16
+  config.model.features = (64,)
+  config.model.latent_features = 64
+  config.model.blocks_per_level = 3
+  config.model.residual = True
+  config.num_train_steps = 3000
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  return default.apply_variant(config, variant, {
+      'blind': _noise('gaussian', sigma_range=(0.0, 50.0)),
+      'salt_and_pepper': _noise('salt_and_pepper', amount=0.1),
+      'mask': _noise('mask', amount=0.2),
+      'crosshair': _noise('crosshair', crosshair_thickness=2),
+  })
