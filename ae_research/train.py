@@ -101,8 +101,12 @@ def init_shape(task, source, config) -> tuple[int, ...]:
 
 
 def _eval_dir_name(name: str) -> str:
+  """eval_Set5 for folder:.../Set5, eval_tfds_cifar10 for tfds:cifar10..."""
+  kind, arg = datasets.parse(name)
+  if kind == 'folder':
+    name = os.path.basename(os.path.normpath(arg))
   return 'eval_' + ''.join(c if c.isalnum() or c in '-_' else '_'
-                           for c in name.replace(os.sep, '_')).strip('_')
+                           for c in name).strip('_')
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict,

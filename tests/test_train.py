@@ -141,3 +141,48 @@ def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
   with pytest.raises(train.WorkdirMismatch, match='config.model'):
     train.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
+
+
+@pytest.mark.parametrize('module,variant', [
+    ('denoise', 'smoke'), ('denoise', 'crosshair,smoke'),
+    ('super_resolution', 'smoke'), ('colorize', 'photos,smoke')])
+def test_photo_experiments_train_and_score_whole_images(module, variant, data_dir,
+                                                        tmp_path):
+  import importlib
+  config = importlib.import_module(f'configs.{module}').get_config(variant)
+  config.data_dir = data_dir
+  config.num_train_steps = 6
+  config.eval_every_steps = 6
+  config.checkpoint_every_steps = 6
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, 'metrics.json')) as f:
+    metrics = json.load(f)
+  task = importlib.import_module(f'ae_research.tasks.{config.task}')
+  assert metrics['baseline'] == metrics[task.BASELINE_NAME]
+  assert set(metrics['model']) == set(metrics['baseline'])
+  with open(os.path.join(workdir, 'eval', 'results.json')) as f:
+    results = json.load(f)
+  assert len(results['images']) == 3  # The held-out photos, whole.
+  assert os.path.exists(os.path.join(workdir, 'eval', 'results.md'))
+
+
+def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
+  from configs import super_resolution
+  from PIL import Image
+  config = super_resolution.get_config('smoke')
+  config.data_dir = data_dir
+  config.num_train_steps = 4
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  folder = tmp_path / 'Mine'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i, size in enumerate([(33, 45), (30, 30)]):
+    Image.fromarray(rng.integers(0, 256, size + (3,), np.uint8)).save(folder / f'{i}.png')
+  config.eval_dataset = f'folder:{folder}'
+  results = train.evaluate_workdir(config, workdir)
+  assert [r['height'] for r in results['images']] == [33, 30]
+  assert os.path.exists(os.path.join(workdir, 'eval_Mine', 'results.md'))
+  with pytest.raises(train.WorkdirMismatch, match='holds no run'):
+    train.evaluate_workdir(config, str(tmp_path / 'empty'))

@@ -35,9 +35,23 @@ def _shapes(config: Any, split: str, arg: str):
   return b.as_data_source(split)
 
 
+class InMemory:
+  """A small source decoded once and kept in memory: training crops many
+  patches from each of a few large photos."""
+
+  def __init__(self, source):
+    self._examples = [source[i] for i in range(len(source))]
+
+  def __len__(self):
+    return len(self._examples)
+
+  def __getitem__(self, index):
+    return self._examples[index]
+
+
 def _photos(config: Any, split: str, arg: str):
   del arg
-  return photos.builder(data_dir(config)).as_data_source(split)
+  return InMemory(photos.builder(data_dir(config)).as_data_source(split))
 
 
 def _folder(config: Any, split: str, arg: str):
