@@ -57,6 +57,22 @@ def get_config() -> ml_collections.ConfigDict:
   return config
 
 
+def photo_training(config: ml_collections.ConfigDict) -> None:
+  """Shared by the photo experiments: random patches of the embedded photos,
+  whole held-out photos scored, a residual model at half resolution."""
+  config.dataset = 'photos'
+  config.eval_whole_images = True
+  config.patch_size = 48
+  config.batch_size = 16
+  config.model.features = (64,)
+  config.model.latent_features = 64
+  config.model.blocks_per_level = 3
+  config.model.residual = True
+  config.num_train_steps = 3000
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+
+
 VARIANTS = ('smoke',)
 
 

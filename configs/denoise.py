@@ -24,17 +24,7 @@ def _noise(kind, **fields):
 def get_config(variant: str = ''):
   config = default.get_config()
   config.task = 'denoise'
-  config.dataset = 'photos'
-  config.eval_whole_images = True
-  config.patch_size = 48
-  config.batch_size = 16
-  config.model.features = (64,)
-  config.model.latent_features = 64
-  config.model.blocks_per_level = 3
-  config.model.residual = True
-  config.num_train_steps = 3000
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
+  default.photo_training(config)
   return default.apply_variant(config, variant, {
       'blind': _noise('gaussian', sigma_range=(0.0, 50.0)),
       'salt_and_pepper': _noise('salt_and_pepper', amount=0.1),

@@ -22,16 +22,7 @@ def _scale(s):
 def get_config(variant: str = ''):
   config = default.get_config()
   config.task = 'super_resolution'
-  config.dataset = 'photos'
-  config.eval_whole_images = True
+  default.photo_training(config)
   config.sr.scale = 3
-  config.patch_size = 48
-  config.batch_size = 16
-  config.model.features = (64,)
-  config.model.latent_features = 64
-  config.model.blocks_per_level = 3
-  config.model.residual = True
   config.num_train_steps = 6000
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
   return default.apply_variant(config, variant, {'x2': _scale(2), 'x4': _scale(4)})
