@@ -5,7 +5,7 @@ config.seed and the image's index), the model's output on the whole image
 (reflect-padded to a multiple of the model's downsampling and cropped back),
 the task's trivial baseline and its classical methods, all scored by the
 task's metrics. Writes `results.json`, `results.md` (per image and mean) and
-one PNG per image: input | output | baseline | target.
+one PNG per image: input | output | baselines | target.
 """
 
 import functools
@@ -67,8 +67,12 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
     row.update({m: _scores(metrics_fn, p, batch) for m, p in predictions.items()})
     rows.append(row)
     if out_dir:
+      # A baseline that is the input itself (noisy input, bicubic) is not
+      # shown twice.
       columns = [pair['input'], output] + [
-          p for m, p in predictions.items() if m != 'model'] + [pair['target']]
+          p for m, p in predictions.items()
+          if m != 'model' and not np.array_equal(p, pair['input'])
+      ] + [pair['target']]
       summaries.save_png(os.path.join(out_dir, 'images', f'{row["name"]}.png'),
                          summaries.image_grid([c[None] for c in columns]))
   methods = [m for m in rows[0] if isinstance(rows[0][m], dict)]
