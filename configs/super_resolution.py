@@ -24,5 +24,5 @@ def get_config(variant: str = ''):
   config.task = 'super_resolution'
   default.photo_training(config)
   config.sr.scale = 3
-  config.num_train_steps = 6000
+  config.num_train_steps = 4000  # 21 minutes on 2 CPU cores.
   return default.apply_variant(config, variant, {'x2': _scale(2), 'x4': _scale(4)})
