@@ -6,11 +6,9 @@ iterator's state is just a position and restores exactly.
 """
 
 import collections
-import functools
 from typing import Any, Callable, Iterator
 
 import grain
-import jax
 import numpy as np
 
 from ae_research import corruptions

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ae_research import config_lib
-from configs import colorize, default, denoise, super_resolution
+from configs import colorize, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,6 +1,5 @@
 """Data sources: embedded photos, image folders, TFDS catalog data sets."""
 
-import os
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """The shared loop end to end: outputs, exact resume, failed saves, NaN."""
 
-import glob
 import json
 import os
 import shutil
