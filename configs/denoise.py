@@ -25,6 +25,9 @@ def get_config(variant: str = ''):
   config = default.get_config()
   config.task = 'denoise'
   default.photo_training(config)
+  # Lossless downsampling: average pooling discards the pixel-level noise the
+  # residual model must subtract (25.8 against 29.4 dB after 1000 steps).
+  config.model.downsample = 'space_to_depth'
   return default.apply_variant(config, variant, {
       'blind': _noise('gaussian', sigma_range=(0.0, 50.0)),
       'salt_and_pepper': _noise('salt_and_pepper', amount=0.1),
