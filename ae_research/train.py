@@ -202,8 +202,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   progress = summaries.Progress(config.num_train_steps, config.batch_size,
                                 start_step)
 
-  def run_eval(step: int) -> dict[str, float]:
-    if config.eval_whole_images:
+  def run_eval(step: int, results: dict[str, float] | None = None) -> dict[str, float]:
+    if results is not None:  # Already computed by the caller.
+      pass
+    elif config.eval_whole_images:
       results = evaluate.evaluate_images(state, predict, task, test_source,
                                          config, classical=False)['mean']['model']
     else:
@@ -264,16 +266,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         last_saved = step
 
     final_step = int(state.step)
-    results = run_eval(final_step)
     summary = {'step': final_step, 'task': config.task,
                'dataset': config.eval_dataset or config.dataset}
-    if config.eval_whole_images:
+    if config.eval_whole_images:  # One pass scores the model and the baselines.
       full = evaluate.evaluate_images(
           state, predict, task, test_source, config,
           out_dir=os.path.join(workdir, 'eval') if is_chief else None)
+      run_eval(final_step, full['mean']['model'])
       summary.update(num_eval_examples=len(full['images']), **full['mean'],
                      baseline=full['mean'][task.BASELINE_NAME])
     else:
+      results = run_eval(final_step)
       baseline_step = parallel.jit_eval_step(
           lambda _, b: steps.make_baseline_step(
               task.baseline, functools.partial(task.metrics, config=config))(b),
