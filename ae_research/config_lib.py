@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import ml_collections
 
-from ae_research import datasets, models, tasks
+from ae_research import compression, datasets, models, tasks
 
 
 class ConfigError(ValueError):
@@ -83,6 +83,9 @@ def _checks() -> dict[str, Callable[[Any], Optional[str]]]:
       'denoise.amount': _fraction,
       'denoise.crosshair_thickness': _positive,
       'sr.scale': _one_of((2, 3, 4)),
+      'compress.model': _one_of(compression.MODELS),
+      'compress.lmbda': _positive_float,
+      'compress.bits': _one_of(tuple(range(1, 17))),
       'optimizer.learning_rate': _positive_float,
       'optimizer.warmup_steps': _non_negative,
       'optimizer.final_lr_fraction': _fraction,
@@ -138,6 +141,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   if not 0 <= lo <= hi:
     problems.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
                     'with 0 <= low <= high; (0, 0) means the fixed sigma')
+  if config.task == 'compress' and not config.eval_whole_images:
+    problems.append('config.eval_whole_images=False: compression is scored on '
+                    'the real files of whole images; set it to True')
+  if config.task == 'compress' and config.dataset == 'shapes':
+    problems.append("config.dataset='shapes' has 32x32 images; compression "
+                    'needs photos (MS-SSIM wants sides of 161 pixels or more): '
+                    "use 'photos', folder:PATH or tfds:NAME")
   if config.task == 'super_resolution' and config.patch_size % config.sr.scale:
     problems.append(f'config.patch_size={config.patch_size} must be a multiple '
                     f'of config.sr.scale={config.sr.scale}')

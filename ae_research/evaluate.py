@@ -45,12 +45,13 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
                     classical: bool = True) -> dict[str, Any]:
   """Scores every image of `source`; writes the reports to `out_dir` if set.
 
-  Returns {'mean': {method: {metric: value}}, 'images': [per image]}.
+  Returns {'mean': {method: {metric: value}}, 'images': [per image],
+  'columns', 'sample': [input, output, target] of the first image}.
   """
   metrics_fn = jax.jit(functools.partial(task.metrics, config=config))
   multiple = 2 ** len(config.model.features)
   n = len(source) if max_images is None else min(max_images, len(source))
-  rows = []
+  rows, sample = [], None
   for i in range(n):
     example = source[i]
     pair = task.make_pair(example, np.random.default_rng([config.seed, i]),
@@ -66,6 +67,8 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
            'width': int(pair['target'].shape[1])}
     row.update({m: _scores(metrics_fn, p, batch) for m, p in predictions.items()})
     rows.append(row)
+    if sample is None:
+      sample = [pair['input'][None], output[None], pair['target'][None]]
     if out_dir:
       # A baseline that is the input itself (noisy input, bicubic) is not
       # shown twice.
@@ -85,6 +88,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
     summaries.write_json(os.path.join(out_dir, 'results.json'), results)
     with open(os.path.join(out_dir, 'results.md'), 'w') as f:
       f.write(markdown_table(results))
+  results['sample'] = sample
   return results
 
 

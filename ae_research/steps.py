@@ -44,9 +44,15 @@ def _pmean(tree, axis_name):
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    loss_fn: Callable[[jax.Array, Batch], jax.Array],
+                    loss_fn: Callable[[Any, Batch], Any],
                     axis_name: Optional[str] = None):
-  """Returns train_step(state, batch, rng) -> (state, metrics)."""
+  """Returns train_step(state, batch, rng) -> (state, metrics).
+
+  loss_fn(pred, batch) gives the per-example loss [B], or a dict of
+  per-example terms whose 'loss' is minimized and whose other entries (rate,
+  distortion...) are reported beside it. `rng` feeds the model's 'dropout'
+  and 'noise' (e.g. quantization noise) streams.
+  """
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array):
     def objective(params):
@@ -54,17 +60,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       mutable = list(state.model_state)
       pred, new_model_state = model.apply(
           variables, batch['input'], train=True, mutable=mutable,
-          rngs={'dropout': rng})
-      return jnp.mean(loss_fn(pred, batch)), new_model_state
+          rngs={'dropout': rng, 'noise': jax.random.fold_in(rng, 1)})
+      terms = loss_fn(pred, batch)
+      if not isinstance(terms, dict):
+        terms = {'loss': terms}
+      terms = {k: jnp.mean(v) for k, v in terms.items()}
+      return terms['loss'], (terms, new_model_state)
 
-    (loss, new_model_state), grads = jax.value_and_grad(
+    (_, (terms, new_model_state)), grads = jax.value_and_grad(
         objective, has_aux=True)(state.params)
     grads = _pmean(grads, axis_name)
-    loss = _pmean(loss, axis_name)
+    terms = _pmean(terms, axis_name)
     new_model_state = _pmean(new_model_state, axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+    metrics = {**terms, 'grad_norm': optax.tree.norm(grads)}
     return TrainState(step=state.step + 1, params=params,
                       model_state=new_model_state, opt_state=opt_state), metrics
 

@@ -36,8 +36,9 @@ class WorkdirMismatch(ValueError):
 # neither as the stored run nor as a fresh one (the data position counts
 # batches, the learning-rate schedule spans num_train_steps); the rest
 # (logging, evaluation, checkpoint frequency...) may change between runs.
-_FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr', 'seed',
-                 'patch_size', 'batch_size', 'num_train_steps', 'optimizer')
+_FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
+                 'compress', 'seed', 'patch_size', 'batch_size',
+                 'num_train_steps', 'optimizer')
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -62,10 +63,18 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 def build(config: ml_collections.ConfigDict, mesh, axis_name=None):
   """The task, model, optimizer and step functions a config describes."""
   task = tasks.get(config.task)
-  model = models.from_config(config.model, task.out_features(config),
-                             norm_axis_name=axis_name)
+  if hasattr(task, 'make_model'):
+    model = task.make_model(config, axis_name)
+  else:
+    model = models.from_config(config.model, task.out_features(config),
+                               norm_axis_name=axis_name)
   tx = steps.make_optimizer(config)
   return task, model, tx
+
+
+def whole_image_evaluator(task):
+  """The task's own whole-image evaluation, or the shared one."""
+  return getattr(task, 'evaluate_images', evaluate.evaluate_images)
 
 
 def evaluate_batches(eval_step, state, batches, mesh) -> dict[str, float]:
@@ -121,15 +130,33 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
     raise WorkdirMismatch(f'{workdir} holds no run (no config.json); train '
                           'one there first')
   check_workdir(config, workdir)
+  task, model, _ = build(config, mesh)
+  name = config.eval_dataset or config.dataset
+  source = datasets.get_source(config, 'test', name)
+  state, step = restore_latest(config, workdir)
+  out_dir = os.path.join(workdir, _eval_dir_name(name))
+  results = whole_image_evaluator(task)(
+      state, jax.jit(steps.make_predict(model)), task, source, config,
+      out_dir=out_dir if jax.process_index() == 0 else None)
+  logging.info('step %d on %s (%d images), written to %s; means:\n%s', step,
+               name, len(results['images']), out_dir, '\n'.join(
+                   f'  {method}: ' + ' '.join(f'{k} {v:.4f}' for k, v in m.items())
+                   for method, m in results['mean'].items()))
+  return results
+
+
+def restore_latest(config: ml_collections.ConfigDict,
+                   workdir: str) -> tuple[steps.TrainState, int]:
+  """(train state, step) of the latest checkpoint of `workdir`."""
+  mesh = parallel.make_mesh()
   task, model, tx = build(config, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     async_save=False)
   step = ckpt.latest_step()
   if step is None:
+    ckpt.close()
     raise WorkdirMismatch(f'{workdir} holds no checkpoint yet')
-  name = config.eval_dataset or config.dataset
-  source = datasets.get_source(config, 'test', name)
-  shape = init_shape(task, source, config)
+  shape = init_shape(task, datasets.get_source(config, 'train'), config)
   rep = parallel.replicated(mesh)
   abstract = jax.eval_shape(
       lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))
@@ -137,14 +164,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
   state, _, _ = ckpt.restore(abstract, step)
   ckpt.close()
-  out_dir = os.path.join(workdir, _eval_dir_name(name))
-  results = evaluate.evaluate_images(
-      state, jax.jit(steps.make_predict(model)), task, source, config,
-      out_dir=out_dir if jax.process_index() == 0 else None)
-  logging.info('step %d on %s (%d images), written to %s:\n%s', step, name,
-               len(results['images']), out_dir,
-               evaluate.markdown_table(results))
-  return results
+  return state, step
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -188,10 +208,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   batches = input_pipeline.DevicePrefetcher(
       train_iter, lambda b: parallel.shard_batch(b, mesh))
   train_step = parallel.jit_train_step(
-      steps.make_train_step(model, tx, task.loss), mesh)
+      steps.make_train_step(model, tx, functools.partial(task.loss, config=config)),
+      mesh)
   eval_step = parallel.jit_eval_step(
       steps.make_eval_step(model, functools.partial(task.metrics, config=config)), mesh)
   predict = jax.jit(steps.make_predict(model))
+  evaluate_images = whole_image_evaluator(task)
 
   def eval_batches():
     return input_pipeline.eval_batches(
@@ -202,29 +224,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   progress = summaries.Progress(config.num_train_steps, config.batch_size,
                                 start_step)
 
-  def run_eval(step: int, results: dict[str, float] | None = None) -> dict[str, float]:
-    if results is not None:  # Already computed by the caller.
-      pass
-    elif config.eval_whole_images:
-      results = evaluate.evaluate_images(state, predict, task, test_source,
-                                         config, classical=False)['mean']['model']
+  def run_eval(step: int, full: dict[str, Any] | None = None) -> dict[str, float]:
+    """Logs the model's eval metrics; `full` is a whole-image evaluation
+    already made by the caller."""
+    if full is None and config.eval_whole_images:
+      full = evaluate_images(state, predict, task, test_source, config,
+                             classical=False)
+    if full is not None:
+      results = full['mean']['model']
     else:
       results = evaluate_batches(eval_step, state, eval_batches(), mesh)
     writer.scalars(step, {f'eval/{k}': v for k, v in results.items()})
     logging.info('eval step %d: %s', step,
                  ' '.join(f'{k} {v:.4f}' for k, v in results.items()))
     if config.num_sample_images:  # Every process predicts; process 0 writes.
-      first = next(iter(eval_batches())) if not config.eval_whole_images else None
-      if first is not None:
+      if full is None:
+        first = next(iter(eval_batches()))
         n = min(config.num_sample_images, len(first['input']))
         x, target = first['input'][:n], first['target'][:n]
-        y = np.asarray(predict(state, jnp.asarray(x)))
+        columns = [x, np.asarray(predict(state, jnp.asarray(x))), target]
       else:  # The first test image, whole.
-        pair = task.make_pair(test_source[0], np.random.default_rng([config.seed, 0]), config)
-        x, target = pair['input'][None], pair['target'][None]
-        y = evaluate.apply_whole(predict, state, pair['input'],
-                                 2 ** len(config.model.features))[None]
-      grid = summaries.image_grid([x, y, target])
+        columns = full['sample']
+        x = columns[0]
+      grid = summaries.image_grid(columns)
       writer.image(step, 'samples/input_output_target', grid)
       if is_chief:
         summaries.save_png(
@@ -269,10 +291,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     summary = {'step': final_step, 'task': config.task,
                'dataset': config.eval_dataset or config.dataset}
     if config.eval_whole_images:  # One pass scores the model and the baselines.
-      full = evaluate.evaluate_images(
+      full = evaluate_images(
           state, predict, task, test_source, config,
           out_dir=os.path.join(workdir, 'eval') if is_chief else None)
-      run_eval(final_step, full['mean']['model'])
+      run_eval(final_step, full)
       summary.update(num_eval_examples=len(full['images']), **full['mean'],
                      baseline=full['mean'][task.BASELINE_NAME])
     else:

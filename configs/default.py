@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
       noise='gaussian', sigma=25.0, sigma_range=(0.0, 0.0), amount=0.1,
       crosshair_thickness=1))
   config.sr = ml_collections.ConfigDict(dict(scale=3))
+  # lmbda weighs distortion against rate: lmbda * 255^2 * MSE + bpp.
+  config.compress = ml_collections.ConfigDict(dict(
+      model='factorized', lmbda=0.01, bits=4))
   config.shapes = ml_collections.ConfigDict(dict(
       image_size=32, min_shapes=1, max_shapes=4, min_radius=3, max_radius=7,
       num_train=20000, num_test=1000, seed=0))

@@ -6,7 +6,8 @@ A task module defines:
   make_pair(example, rng, config) -> {'input', 'target', ...}: numpy, on the
     host, inside the input pipeline (`rng` is a numpy Generator derived from
     the seed and the example's index, so corruptions are reproducible).
-  loss(pred, batch) -> per-example loss, shape [B].
+  loss(pred, batch, config) -> per-example loss [B], or a dict of per-example
+    terms whose 'loss' is minimized (the others are reported beside it).
   metrics(pred, batch, config) -> {name: (sum over the batch, count)}, where
     every example is weighted by batch['mask'].
   baseline(batch) -> the trivial prediction the model is compared with
@@ -17,9 +18,10 @@ A task module defines:
 
 import types
 
-from ae_research.tasks import colorize, denoise, super_resolution
+from ae_research.tasks import colorize, compress, denoise, super_resolution
 
-TASKS: dict[str, types.ModuleType] = {m.NAME: m for m in (colorize, denoise, super_resolution)}
+TASKS: dict[str, types.ModuleType] = {
+    m.NAME: m for m in (colorize, compress, denoise, super_resolution)}
 
 
 def get(name: str) -> types.ModuleType:

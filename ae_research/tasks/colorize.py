@@ -38,7 +38,9 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   return pair
 
 
-def loss(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+def loss(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array],
+         config: Any = None) -> jax.Array:
+  del config
   return metrics_lib.mse(pred_BxHxWx3, batch['target'])
 
 

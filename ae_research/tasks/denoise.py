@@ -51,7 +51,9 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   return pair
 
 
-def loss(pred: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+def loss(pred: jax.Array, batch: dict[str, jax.Array],
+         config: Any = None) -> jax.Array:
+  del config
   return metrics_lib.mse(pred, batch['target'])
 
 

@@ -35,7 +35,9 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
           'target': hr}
 
 
-def loss(pred: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+def loss(pred: jax.Array, batch: dict[str, jax.Array],
+         config: Any = None) -> jax.Array:
+  del config
   return metrics_lib.mse(pred, batch['target'])
 
 

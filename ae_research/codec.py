@@ -1,0 +1,355 @@
+"""A real codec: an image to a compact file and back, with a trained model.
+
+  python -m ae_research.codec compress --workdir=runs/compress photo.png photo.aec
+  python -m ae_research.codec decompress --workdir=runs/compress photo.aec photo.png
+
+The file (format version 1):
+
+  b'AEC' | version (1 byte) | model id (8 bytes)
+  | height, width (varints) | channels (1 byte: 1 gray, 3 RGB)
+  | number of escaped values (varint) | payload length in 32-bit words (varint)
+  | payload: the range-coded latent (constriction), channel by channel
+  | escaped values (zigzag varints) | CRC-32 of everything before (4 bytes)
+
+The model id is a hash of the model's description and parameters, so a file
+is only decoded by the model that wrote it. Every malformed, truncated or
+foreign file raises `CodecError` with what is wrong, before the model runs.
+Decoding is deterministic: the coding tables are computed from the
+parameters in float64 numpy on the host (`compression.coding_tables`).
+"""
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import struct
+import sys
+import zlib
+from typing import Any
+
+import constriction
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ae_research import compression
+
+MAGIC = b'AEC'
+VERSION = 1
+MAX_SIDE = 1 << 15
+MAX_ESCAPE = 1 << 20
+
+
+class CodecError(ValueError):
+  """A file this codec cannot decode, or an image it cannot encode."""
+
+
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    byte, n = n & 0x7F, n >> 7
+    out.append(byte | (0x80 if n else 0))
+    if not n:
+      return bytes(out)
+
+
+class _Reader:
+  """Reads the fields of a file; running past its end is a CodecError."""
+
+  def __init__(self, data: bytes):
+    self.data, self.pos = data, 0
+
+  def take(self, n: int, what: str) -> bytes:
+    if self.pos + n > len(self.data):
+      raise CodecError(f'file truncated: it ends inside the {what}')
+    out = self.data[self.pos:self.pos + n]
+    self.pos += n
+    return out
+
+  def varint(self, what: str) -> int:
+    n, shift = 0, 0
+    while True:
+      byte = self.take(1, what)[0]
+      n |= (byte & 0x7F) << shift
+      if not byte & 0x80:
+        return n
+      shift += 7
+      if shift > 63:
+        raise CodecError(f'malformed file: the {what} is not a valid number')
+
+
+def model_id(config: Any, params: Any) -> bytes:
+  """8 bytes identifying the model: its description and its parameters."""
+  h = hashlib.sha256()
+  h.update(json.dumps({'compress': config.compress.to_dict(),
+                       'model': config.model.to_dict()},
+                      sort_keys=True, default=list).encode())
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+  return h.digest()[:8]
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(model):
+  """Jitted quantize, dequantize and rate of a model, shared by every Codec
+  of it (a new checkpoint of the same model compiles nothing new)."""
+  return (jax.jit(lambda v, x: model.apply(v, x, method='quantize')),
+          jax.jit(lambda v, q: model.apply(v, q, method='dequantize')),
+          jax.jit(lambda v, x: model.apply(v, x)['bits']))
+
+
+class Codec:
+  """Encodes images to bytes and back with one trained compression model.
+
+    codec = Codec(config, params)            # or Codec.from_workdir(workdir)
+    data = codec.encode(image_HxWxC_uint8)   # bytes
+    image = codec.decode(data)               # uint8, the same shape
+  """
+
+  def __init__(self, config: Any, params: Any, model_state: Any = None):
+    self.config = config
+    self.model = compression.from_config(config)
+    self.params = jax.device_get(params)
+    self.variables = {'params': params, **(model_state or {})}
+    self.id = model_id(config, self.params)
+    self.multiple = compression.downsampling(config)
+    self.latent_features = config.model.latent_features
+    offsets, pmfs = compression.coding_tables(self.model, self.params)
+    self.offsets = offsets
+    self.sizes = [len(p) - 1 for p in pmfs]  # The escape index, per channel.
+    self.entropy_models = [
+        constriction.stream.model.Categorical(p.astype(np.float64), perfect=False)
+        for p in pmfs]
+    self._quantize, self._dequantize, self._bits = _compiled(self.model)
+
+  @classmethod
+  def from_workdir(cls, workdir: str) -> 'Codec':
+    """The codec of the latest checkpoint of a compression run."""
+    from ae_research import train  # pylint: disable=g-import-not-at-top
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+      raise CodecError(f'{workdir} holds no run (no config.json)')
+    with open(path) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+    if config.get('task') != 'compress':
+      raise CodecError(f'{workdir} holds a {config.get("task")!r} run, not a '
+                       "compression model (config.task='compress')")
+    state, _ = train.restore_latest(config, workdir)
+    return cls(config, state.params, state.model_state)
+
+  # -- encoding ------------------------------------------------------------
+
+  def _padded(self, image: np.ndarray) -> np.ndarray:
+    x = image.astype(np.float32) / 255.0
+    if x.shape[-1] == 1:
+      x = np.repeat(x, 3, axis=-1)
+    h, w = x.shape[:2]
+    ph, pw = -h % self.multiple, -w % self.multiple
+    mode = 'reflect' if min(h, w) > max(ph, pw) else 'edge'
+    return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+  def _check_image(self, image: np.ndarray) -> None:
+    if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or
+        image.ndim != 3 or image.shape[-1] not in (1, 3)):
+      what = (f'{image.dtype} array of shape {image.shape}'
+              if isinstance(image, np.ndarray) else type(image).__name__)
+      raise CodecError(f'the codec encodes uint8 images of shape HxWx1 (gray) '
+                       f'or HxWx3 (RGB); got a {what}')
+    h, w = image.shape[:2]
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+      raise CodecError(f'image of {h}x{w} pixels: sides must be 1 to {MAX_SIDE}')
+
+  def estimated_bits(self, image: np.ndarray) -> float:
+    """The model's own estimate of the coded latent's size, in bits."""
+    self._check_image(image)
+    return float(self._bits(self.variables, jnp.asarray(self._padded(image)[None]))[0])
+
+  def encode(self, image: np.ndarray) -> bytes:
+    self._check_image(image)
+    h, w, channels = image.shape
+    q = np.asarray(self._quantize(self.variables,
+                                  jnp.asarray(self._padded(image)[None])))[0]
+    encoder = constriction.stream.queue.RangeEncoder()
+    escapes = []
+    for c in range(q.shape[-1]):
+      values = q[..., c].ravel().astype(np.int64)
+      index = values - self.offsets[c]
+      escaped = (index < 0) | (index >= self.sizes[c])
+      index[escaped] = self.sizes[c]
+      escapes.extend(values[escaped].tolist())
+      encoder.encode(index.astype(np.int32), self.entropy_models[c])
+    payload = encoder.get_compressed().astype('<u4').tobytes()
+    body = b''.join([
+        MAGIC, bytes([VERSION]), self.id, _varint(h), _varint(w),
+        bytes([channels]), _varint(len(escapes)), _varint(len(payload) // 4),
+        payload] + [_varint(2 * v if v >= 0 else -2 * v - 1) for v in escapes])
+    return body + struct.pack('<I', zlib.crc32(body))
+
+  # -- decoding ------------------------------------------------------------
+
+  def parse(self, data: bytes) -> dict[str, Any]:
+    """Checks a file and reads its header; CodecError if anything is wrong."""
+    if not isinstance(data, (bytes, bytearray)):
+      raise CodecError(f'expected the bytes of a file, got {type(data).__name__}')
+    data = bytes(data)
+    if len(data) < 4 or data[:3] != MAGIC:
+      raise CodecError(f'not an ae_research compressed file: it starts with '
+                       f'{data[:3]!r}, not {MAGIC!r}')
+    if data[3] != VERSION:
+      raise CodecError(f'file format version {data[3]}; this decoder reads '
+                       f'version {VERSION}')
+    if len(data) < 4 + 8 + 4:
+      raise CodecError(f'file truncated: {len(data)} bytes is shorter than any '
+                       'header')
+    body, crc = data[:-4], struct.unpack('<I', data[-4:])[0]
+    if zlib.crc32(body) != crc:
+      raise CodecError('file corrupted or truncated: its checksum does not match')
+    r = _Reader(body)
+    r.take(4, 'header')
+    file_id = r.take(8, 'model id')
+    if file_id != self.id:
+      raise CodecError(f'file made by model {file_id.hex()}; this model is '
+                       f'{self.id.hex()}: decompress it with the workdir that '
+                       'compressed it')
+    h, w = r.varint('height'), r.varint('width')
+    channels = r.take(1, 'channels')[0]
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE) or channels not in (1, 3):
+      raise CodecError(f'malformed header: {h}x{w}x{channels} is not an image '
+                       f'shape (sides 1 to {MAX_SIDE}, 1 or 3 channels)')
+    num_escapes = r.varint('number of escaped values')
+    words = r.varint('payload length')
+    payload = np.frombuffer(r.take(4 * words, 'payload'), '<u4').astype(np.uint32)
+    escapes = []
+    for _ in range(num_escapes):
+      z = r.varint('escaped values')
+      v = (z >> 1) ^ -(z & 1)
+      if abs(v) > MAX_ESCAPE:
+        raise CodecError(f'malformed file: escaped latent value {v}')
+      escapes.append(v)
+    if r.pos != len(body):
+      raise CodecError(f'malformed file: {len(body) - r.pos} bytes after the '
+                       'last field')
+    return {'height': h, 'width': w, 'channels': channels, 'payload': payload,
+            'escapes': escapes}
+
+  def decode(self, data: bytes) -> np.ndarray:
+    f = self.parse(data)
+    h, w = f['height'], f['width']
+    lh, lw = -(-h // self.multiple), -(-w // self.multiple)
+    count = lh * lw
+    q = np.empty((lh, lw, self.latent_features), np.int32)
+    escapes = iter(f['escapes'])
+    used = 0
+    try:
+      decoder = constriction.stream.queue.RangeDecoder(f['payload'])
+      for c in range(self.latent_features):
+        index = np.asarray(decoder.decode(self.entropy_models[c], count), np.int64)
+        escaped = index == self.sizes[c]
+        n = int(escaped.sum())
+        if used + n > len(f['escapes']):
+          raise CodecError('malformed file: more escaped values coded than stored')
+        values = index + self.offsets[c]
+        values[escaped] = [next(escapes) for _ in range(n)]
+        used += n
+        q[..., c] = values.reshape(lh, lw)
+    except CodecError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise CodecError(f'malformed payload: {e}') from e
+    if used != len(f['escapes']):
+      raise CodecError('malformed file: escaped values left over')
+    x = np.asarray(self._dequantize(self.variables, jnp.asarray(q[None])))[0]
+    image = np.round(x[:h, :w] * 255.0).astype(np.uint8)
+    if f['channels'] == 1:
+      luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+      image = np.round(luma)[..., None].astype(np.uint8)
+    return image
+
+
+def read_image(path: str) -> np.ndarray:
+  """An image file as uint8 HxWx1 (gray) or HxWx3, EXIF orientation applied."""
+  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+  from ae_research.datasets import folder  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as img:
+      mode = ImageOps.exif_transpose(img).mode
+  except OSError as e:
+    raise CodecError(f'{path} is not an image Pillow can read: {e}') from e
+  rgb = folder.load_rgb(path)
+  return rgb[..., :1] if mode in ('L', 'I;16', 'I;16B', 'I;16L', 'I', '1') else rgb
+
+
+def _write_new(path: str, write, overwrite: bool) -> None:
+  """Writes through a temporary file, so a failure leaves no half file."""
+  if os.path.exists(path) and not overwrite:
+    raise CodecError(f'{path} exists; pass --overwrite to replace it')
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise CodecError(f'{directory} is not a folder')
+  tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m ae_research.codec',
+      description='Compress images to .aec files and back with a trained '
+                  'compression run (configs/compress.py).')
+  parser.add_argument('command', choices=('compress', 'decompress'))
+  parser.add_argument('--workdir', required=True,
+                      help='the training run whose latest checkpoint codes')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace an existing output file')
+  parser.add_argument('input')
+  parser.add_argument('output')
+  args = parser.parse_args(argv)
+  try:
+    if not os.path.isfile(args.input):
+      raise CodecError(f'{args.input} is not a file')
+    if os.path.exists(args.output) and not args.overwrite:
+      raise CodecError(f'{args.output} exists; pass --overwrite to replace it')
+    if args.command == 'compress':
+      image = read_image(args.input)
+      codec = Codec.from_workdir(args.workdir)
+      data = codec.encode(image)
+      def write(tmp):
+        with open(tmp, 'wb') as f:
+          f.write(data)
+      _write_new(args.output, write, args.overwrite)
+      h, w = image.shape[:2]
+      print(f'{args.input} ({w}x{h}) -> {args.output}: {len(data)} bytes, '
+            f'{8 * len(data) / (h * w):.4f} bpp')
+    else:
+      with open(args.input, 'rb') as f:
+        data = f.read()
+      codec = Codec.from_workdir(args.workdir)
+      image = codec.decode(data)
+      ext = os.path.splitext(args.output)[1].lower()
+      if ext not in ('.png', '.bmp', '.tif', '.tiff', '.ppm', '.pgm'):
+        raise CodecError(f'{args.output}: write the decoded image to a lossless '
+                         'format (.png, .bmp, .tif, .ppm)')
+      _write_new(args.output, lambda tmp: _save(tmp, image, ext), args.overwrite)
+      print(f'{args.input} -> {args.output} ({image.shape[1]}x{image.shape[0]})')
+  except CodecError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+def _save(path: str, image: np.ndarray, ext: str) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  fmt = {'.png': 'PNG', '.bmp': 'BMP', '.tif': 'TIFF', '.tiff': 'TIFF',
+         '.ppm': 'PPM', '.pgm': 'PPM'}[ext]
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, format=fmt)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,178 @@
+"""Compression: an image to a small file and back (`configs/compress.py`).
+
+The model (`ae_research.compression`, chosen by config.compress.model) is
+trained on `lambda * 255^2 * MSE + bits per pixel`. Evaluation runs the real
+codec (`ae_research.codec`) on whole images: every rate is the size of the
+`.aec` file, every score is that of the image decoded from it, beside the
+model's estimated rate and Pillow's JPEG and WebP on the same images.
+"""
+
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae_research import compression, rd, summaries
+from ae_research import metrics as metrics_lib
+
+NAME = 'compress'
+BASELINE_NAME = 'jpeg'  # JPEG at the model's rate, interpolated on its curve.
+
+
+def out_features(config: Any) -> int:
+  del config
+  return 3
+
+
+def make_model(config: Any, norm_axis_name=None):
+  del norm_axis_name  # The compression models have no batch statistics.
+  return compression.from_config(config)
+
+
+def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
+              config: Any) -> dict[str, np.ndarray]:
+  del rng, config
+  image = example['image'].astype(np.float32) / 255.0
+  return {'input': image, 'target': image}
+
+
+def loss(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
+         config: Any = None) -> dict[str, jax.Array]:
+  """Per example: lambda * 255^2 * MSE + bpp, with both terms reported."""
+  mse = metrics_lib.mse(pred['output'], batch['target'])
+  num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
+  bpp = pred['bits'] / num_pixels
+  return {'loss': config.compress.lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
+          'psnr': -10.0 * jnp.log10(mse)}
+
+
+def metrics(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
+            config: Any = None):
+  """PSNR and the model's estimated rate (the real rate needs the codec:
+  whole-image evaluation)."""
+  del config
+  mask_B = batch['mask']
+  num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
+  out = metrics_lib.rgb_psnr_ssim(pred['output'], batch)
+  out['bpp_estimated'] = metrics_lib.mean_over_batch(pred['bits'] / num_pixels, mask_B)
+  return out
+
+
+def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
+  del pair, config  # JPEG and WebP are scored as curves by evaluate_images.
+  return {}
+
+
+def code_image(codec, image: np.ndarray):
+  """(scores, decoded image, file bytes) of one uint8 image through `codec`."""
+  data = codec.encode(image)
+  decoded = codec.decode(data)
+  h, w = image.shape[:2]
+  row = rd.point(len(data), decoded, image)
+  row['bpp_estimated'] = codec.estimated_bits(image) / (h * w)
+  return row, decoded, data
+
+
+def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
+                    config: Any, out_dir: str | None = None,
+                    max_images: int | None = None,
+                    classical: bool = True) -> dict[str, Any]:  # pylint: disable=redefined-outer-name
+  """The codec on every image of `source`, beside JPEG and WebP.
+
+  Writes to `out_dir`: files/<name>.aec (the compressed files), decoded/
+  <name>.png (what decompressing them gives, exactly what was scored),
+  images/<name>.png (original | model | JPEG and WebP at about its rate),
+  results.json, results.md and rd_psnr.png / rd_ms_ssim.png.
+  Returns {'mean': {'model', 'jpeg', 'webp'}, 'images', 'curves', 'sample'}.
+  """
+  del predict, task
+  from ae_research import codec as codec_lib  # pylint: disable=g-import-not-at-top
+  codec = codec_lib.Codec(config, state.params, state.model_state)
+  n = len(source) if max_images is None else min(max_images, len(source))
+  rows, images, decoded_images = [], [], []
+  for i in range(n):
+    example = source[i]
+    name = example.get('name', i)
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    image = np.asarray(example['image'], np.uint8)
+    side = min(image.shape[:2])
+    if side < metrics_lib.ms_ssim_min_side():
+      raise ValueError(f'image {name} is {image.shape[0]}x{image.shape[1]}: '
+                       f'MS-SSIM needs sides of at least '
+                       f'{metrics_lib.ms_ssim_min_side()} pixels')
+    row, decoded, data = code_image(codec, image)
+    rows.append({'name': name, 'height': image.shape[0], 'width': image.shape[1],
+                 'model': row})
+    images.append((name, image))
+    decoded_images.append(decoded)
+    if out_dir:
+      os.makedirs(os.path.join(out_dir, 'files'), exist_ok=True)
+      with open(os.path.join(out_dir, 'files', f'{name}.aec'), 'wb') as f:
+        f.write(data)
+      summaries.save_png(os.path.join(out_dir, 'decoded', f'{name}.png'), decoded)
+  mean = {'model': {k: float(np.mean([r['model'][k] for r in rows]))
+                    for k in rows[0]['model']}}
+  results = {'mean': mean, 'images': rows, 'columns': ['original', 'model']}
+  if classical:
+    curves = rd.classical_curves(images)
+    for codec_name, curve in curves.items():
+      at_rate = {m: rd.interpolate(curve['mean'], mean['model']['bpp'], m)
+                 for m in rd.METRICS}
+      mean[codec_name] = {m: (float('nan') if v is None else v)
+                          for m, v in at_rate.items()}
+      for r in rows:
+        r[codec_name] = curve['images'][r['name']]
+    results['curves'] = {k: v['mean'] for k, v in curves.items()}
+    results['columns'] += list(curves)
+  if out_dir:
+    _write_report(results, images, decoded_images, out_dir, config)
+  results['sample'] = [images[0][1][None] / 255.0, decoded_images[0][None] / 255.0]
+  return results
+
+
+def _closest(image: np.ndarray, curve: list[dict], codec_name: str,
+             bpp: float) -> np.ndarray:
+  """The classical codec's decoded image at the quality whose rate on this
+  image (`curve`: its points) is nearest `bpp`."""
+  q = min(curve, key=lambda p: abs(p['bpp'] - bpp))['quality']
+  return rd.classical_roundtrip(image, codec_name, q)[1]
+
+
+def _write_report(results: dict, images: list, decoded_images: list,
+                  out_dir: str, config: Any) -> None:
+  rows = results['images']
+  lines = [f'# Codec evaluation: {len(rows)} images, lambda '
+           f'{config.compress.lmbda}, model {config.compress.model}\n',
+           '| image | size | bpp (file) | bpp (estimated) | PSNR (dB) | MS-SSIM |',
+           '|---|---|---|---|---|---|']
+  for r in rows + [{'name': '**mean**', 'height': '', 'width': '',
+                    'model': results['mean']['model']}]:
+    m = r['model']
+    size = f'{r["width"]}x{r["height"]}' if r['height'] else ''
+    lines.append(f'| {r["name"]} | {size} | {m["bpp"]:.4f} | '
+                 f'{m["bpp_estimated"]:.4f} | {m["psnr"]:.2f} | {m["ms_ssim"]:.4f} |')
+  m = results['mean']['model']
+  gap = m['bpp'] - m['bpp_estimated']
+  lines.append(f'\nFile size against the estimated rate: {gap:+.4f} bpp '
+               f'({100 * gap / max(m["bpp_estimated"], 1e-12):+.1f}%).\n')
+  if 'curves' in results:
+    for codec_name in results['curves']:
+      v = results['mean'][codec_name]
+      lines.append(f'{codec_name.upper()} at the same rate: PSNR {v["psnr"]:.2f} dB, '
+                   f'MS-SSIM {v["ms_ssim"]:.4f}.')
+    lines.append('\n' + rd.curve_table(
+        {'model': [m], **results['curves']}))
+    for metric in rd.METRICS:
+      rd.plot({f'model (lambda {config.compress.lmbda})': [m], **results['curves']},
+              os.path.join(out_dir, f'rd_{metric}.png'), metric)
+    for r, (name, image), decoded in zip(rows, images, decoded_images):
+      columns = [image, decoded] + [_closest(image, r[c], c, r['model']['bpp'])
+                                    for c in results['curves']]
+      summaries.save_png(os.path.join(out_dir, 'images', f'{name}.png'),
+                         summaries.image_grid([c[None] / 255.0 for c in columns]))
+  summaries.write_json(os.path.join(out_dir, 'results.json'), results)
+  with open(os.path.join(out_dir, 'results.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+

@@ -1,0 +1,190 @@
+"""Compression models, the entropy model's tables, MS-SSIM and BD-rate."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.signal import convolve2d
+from skimage.metrics import structural_similarity
+
+from ae_research import compression, metrics, rd
+
+
+def _init(model, shape=(1, 32, 48, 3)):
+  return model.init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
+                    jnp.zeros(shape), train=True)
+
+
+def test_gdn_matches_its_formula():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 4))
+  gdn = compression.GDN()
+  v = gdn.init(jax.random.key(1), x)
+  v = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(2), p.shape), v)
+  beta = np.asarray(v['params']['beta_sqrt']) ** 2 + 1e-6
+  gamma = np.asarray(v['params']['gamma_sqrt']) ** 2
+  xn = np.asarray(x, np.float64)
+  norm = np.sqrt(beta + np.einsum('bhwj,ji->bhwi', xn ** 2, gamma))
+  np.testing.assert_allclose(gdn.apply(v, x), xn / norm, rtol=1e-5, atol=1e-6)
+  inverse = compression.GDN(inverse=True).apply(v, x)
+  np.testing.assert_allclose(inverse, xn * norm, rtol=1e-5, atol=1e-6)
+
+
+def _trained_like_density(channels=4):
+  """An entropy bottleneck with perturbed (not initial) parameters."""
+  eb = compression.EntropyBottleneck(channels)
+  v = eb.init(jax.random.key(0), jnp.zeros((1, 2, 2, channels)))
+  keys = iter(jax.random.split(jax.random.key(3), 100))
+  return eb, jax.tree.map(
+      lambda p: p + 0.5 * jax.random.normal(next(keys), p.shape), v)
+
+
+def test_density_sums_to_one_over_the_integers():
+  eb, v = _trained_like_density()
+  y = jnp.arange(-200, 201, dtype=jnp.float32)
+  grid = jnp.broadcast_to(y[:, None], (len(y), 4))[None, :, None, :]
+  p = eb.apply(v, grid)[0, :, 0, :]  # [values, channels]
+  np.testing.assert_allclose(np.sum(p, axis=0), 1.0, atol=1e-4)
+
+
+def test_coding_tables_match_the_density():
+  eb, v = _trained_like_density()
+
+  class Holder:
+    pass
+  offsets, pmfs = compression.coding_tables(Holder(), {'densities': v['params']})
+  for c in range(4):
+    pmf = pmfs[c]
+    assert abs(pmf.sum() - 1.0) < 1e-9
+    assert pmf[-1] <= 2 * compression.TAIL_MASS  # The escape's mass.
+    y = (offsets[c] + np.arange(len(pmf) - 1)).astype(np.float32)
+    full = np.zeros((1, len(y), 1, 4), np.float32)
+    full[0, :, 0, c] = y
+    p = np.asarray(eb.apply(v, jnp.asarray(full)))[0, :, 0, c]
+    np.testing.assert_allclose(pmf[:-1], p, atol=2e-6)
+
+
+@pytest.mark.parametrize('model', [
+    compression.FactorizedPrior(features=(8, 8), latent_features=6),
+    compression.FactorizedPrior(features=(8, 8), latent_features=6,
+                                upsample='transpose'),
+    compression.QuantizedAutoencoder(features=(8, 8), latent_features=6, bits=3),
+])
+def test_quantize_then_dequantize_is_inference(model):
+  v = _init(model)
+  x = jax.random.uniform(jax.random.key(5), (2, 32, 48, 3))
+  symbols = model.apply(v, x, method='quantize')
+  assert symbols.dtype == jnp.int32 and symbols.shape == (2, 8, 12, 6)
+  out = model.apply(v, x)
+  np.testing.assert_allclose(model.apply(v, symbols, method='dequantize'),
+                             out['output'], atol=1e-6)
+  assert out['bits'].shape == (2,) and bool(jnp.all(out['bits'] > 0))
+  if isinstance(model, compression.QuantizedAutoencoder):
+    assert int(symbols.min()) >= 0 and int(symbols.max()) <= 7
+    np.testing.assert_allclose(out['bits'], 8 * 12 * 6 * 3)
+
+
+def test_training_noise_differs_from_rounding():
+  model = compression.FactorizedPrior(features=(8, 8), latent_features=6)
+  v = _init(model)
+  x = jax.random.uniform(jax.random.key(5), (1, 32, 32, 3))
+  a = model.apply(v, x, train=True, rngs={'noise': jax.random.key(0)})
+  b = model.apply(v, x, train=True, rngs={'noise': jax.random.key(1)})
+  assert not np.allclose(a['bits'], b['bits'])
+
+
+# -- MS-SSIM against an independent numpy implementation --------------------
+
+
+def _np_ms_ssim(a, b, weights=metrics.MS_SSIM_WEIGHTS):
+  """MS-SSIM written from tf.image.ssim_multiscale's definition in numpy."""
+  t = np.arange(11) - 5.0
+  g = np.exp(-t ** 2 / (2 * 1.5 ** 2))
+  win = np.outer(g, g) / np.sum(g) ** 2
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  values = []
+  for ch in range(a.shape[-1]):
+    x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
+    terms = []
+    for k in range(len(weights)):
+      if k:
+        x = np.pad(x, ((0, x.shape[0] % 2), (0, x.shape[1] % 2)), 'symmetric')
+        y = np.pad(y, ((0, y.shape[0] % 2), (0, y.shape[1] % 2)), 'symmetric')
+        x = 0.25 * (x[::2, ::2] + x[1::2, ::2] + x[::2, 1::2] + x[1::2, 1::2])
+        y = 0.25 * (y[::2, ::2] + y[1::2, ::2] + y[::2, 1::2] + y[1::2, 1::2])
+      f = lambda z: convolve2d(z, win, mode='valid')
+      mx, my = f(x), f(y)
+      vx, vy, cov = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+      cs = (2 * cov + c2) / (vx + vy + c2)
+      lum = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1)
+      terms.append(max(np.mean(cs if k < len(weights) - 1 else lum * cs), 0.0))
+    values.append(np.prod(np.array(terms) ** np.array(weights)))
+  return np.mean(values)
+
+
+@pytest.mark.parametrize('shape', [(176, 176, 3), (201, 243, 3), (190, 333, 1)])
+def test_ms_ssim_matches_numpy(shape):
+  rng = np.random.default_rng(sum(shape))
+  a = rng.random(shape).astype(np.float32)
+  # A smooth image and a noisy, blurred copy: every term is informative.
+  a = np.asarray(jax.image.resize(jnp.asarray(a[::8, ::8]), shape, 'bicubic'))
+  b = np.clip(a + 0.1 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+  got = float(metrics.ms_ssim(jnp.asarray(a[None]), jnp.asarray(b[None]))[0])
+  np.testing.assert_allclose(got, _np_ms_ssim(a, b), rtol=1e-4)
+  assert float(metrics.ms_ssim(jnp.asarray(a[None]), jnp.asarray(a[None]))[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_single_scale_is_scikit_image_ssim():
+  rng = np.random.default_rng(0)
+  a = rng.random((64, 80, 3)).astype(np.float32)
+  b = np.clip(a + 0.2 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+  got = float(metrics.ms_ssim(jnp.asarray(a[None]), jnp.asarray(b[None]),
+                              weights=(1.0,))[0])
+  want = structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                               use_sample_covariance=False, data_range=1.0,
+                               channel_axis=-1)
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_ms_ssim_refuses_small_images():
+  x = jnp.zeros((1, 100, 300, 3))
+  with pytest.raises(ValueError, match='at least 161 pixels'):
+    metrics.ms_ssim(x, x)
+
+
+# -- BD-rate ------------------------------------------------------------------
+
+
+def _curve(rates, psnr_of_log_rate):
+  return [{'bpp': r, 'psnr': psnr_of_log_rate(np.log10(r)), 'ms_ssim': 0.0}
+          for r in rates]
+
+
+def test_bd_rate_of_a_curve_needing_half_the_bits():
+  f = lambda lr: 30 + 8 * lr + 2 * lr ** 2
+  anchor = _curve([0.1, 0.2, 0.4, 0.8, 1.6], f)
+  half = [{**p, 'bpp': p['bpp'] / 2} for p in anchor]
+  assert rd.bd_rate(half, anchor) == pytest.approx(-50.0, abs=1e-6)
+  assert rd.bd_rate(anchor, half) == pytest.approx(100.0, abs=1e-6)
+  assert rd.bd_rate(anchor, anchor) == pytest.approx(0.0, abs=1e-9)
+  # No common quality range: no number.
+  far = [{**p, 'psnr': p['psnr'] + 100} for p in anchor]
+  assert rd.bd_rate(far, anchor) is None
+
+
+def test_interpolate_on_a_curve():
+  pts = [{'bpp': 0.1, 'psnr': 25.0}, {'bpp': 1.0, 'psnr': 35.0}]
+  assert rd.interpolate(pts, np.sqrt(0.1), 'psnr') == pytest.approx(30.0)
+  assert rd.interpolate(pts, 2.0, 'psnr') is None
+
+
+@pytest.mark.parametrize('codec', ['jpeg', 'webp'])
+def test_classical_rate_is_the_file_size(codec):
+  rng = np.random.default_rng(0)
+  image = (rng.random((180, 200, 3)) * 255).astype(np.uint8)
+  data, decoded = rd.classical_roundtrip(image, codec, 50)
+  assert decoded.shape == image.shape and decoded.dtype == np.uint8
+  p = rd.point(len(data), decoded, image)
+  assert p['bpp'] == 8 * len(data) / (180 * 200)
+  lo, hi = (rd.point(len(d), x, image)
+            for d, x in (rd.classical_roundtrip(image, codec, q) for q in (10, 90)))
+  assert lo['bpp'] < hi['bpp'] and lo['psnr'] < hi['psnr']
