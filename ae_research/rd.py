@@ -216,7 +216,7 @@ def main(argv=None) -> int:
   learned: dict[str, list] = {}
   per_run = {}
   for w, c in zip(workdirs, codecs):
-    rows = [compress.code_image(c, img) for _, img in images]
+    rows = [compress.code_image(c, img)[0] for _, img in images]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     mean['setting'] = os.path.basename(os.path.normpath(w))
     label = (f'learned {c.config.compress.model}')

@@ -156,7 +156,11 @@ def restore_latest(config: ml_collections.ConfigDict,
   if step is None:
     ckpt.close()
     raise WorkdirMismatch(f'{workdir} holds no checkpoint yet')
-  shape = init_shape(task, datasets.get_source(config, 'train'), config)
+  if hasattr(task, 'input_channels'):  # No need to open the data.
+    side = 2 ** len(config.model.features)
+    shape = (1, side, side, task.input_channels(config))
+  else:
+    shape = init_shape(task, datasets.get_source(config, 'train'), config)
   rep = parallel.replicated(mesh)
   abstract = jax.eval_shape(
       lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))

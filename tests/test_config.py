@@ -39,13 +39,16 @@ def test_locked_config_refuses_unknown_fields_and_wrong_types():
 @pytest.mark.parametrize('field,value,message', [
     ('num_train_steps', 0, 'config.num_train_steps=0 is not allowed: use a positive integer'),
     ('model.upsample', 'bicubic', "config.model.upsample='bicubic' is not allowed: use one of"),
-    ('task', 'paint', "config.task='paint' is not allowed: use one of \\['colorize', 'denoise'"),
+    ('task', 'paint', "config.task='paint' is not allowed: use one of \\['colorize', 'compress'"),
     ('optimizer.learning_rate', -1.0, 'config.optimizer.learning_rate=-1.0'),
     ('model.features', (), 'config.model.features=\\(\\) is not allowed'),
     ('batch_size', 12, 'config.batch_size=12 must be divisible by the number of devices \\(8\\)'),
     ('optimizer.warmup_steps', 5000, 'warmup_steps=5000 must be smaller than config.num_train_steps'),
     ('shapes.image_size', 34, 'image_size=34 must be divisible by 4'),
     ('shapes.max_radius', 20, 'max_radius=20 does not fit'),
+    ('compress.model', 'hyperprior', "config.compress.model='hyperprior' is not allowed: use one of \\['bottleneck', 'factorized'\\]"),
+    ('compress.lmbda', 0.0, 'config.compress.lmbda=0.0 is not allowed: use a number > 0'),
+    ('compress.bits', 0, 'config.compress.bits=0 is not allowed'),
 ])
 def test_impossible_values_are_named(field, value, message):
   config = colorize.get_config()

@@ -11,9 +11,18 @@ A task module defines:
   metrics(pred, batch, config) -> {name: (sum over the batch, count)}, where
     every example is weighted by batch['mask'].
   baseline(batch) -> the trivial prediction the model is compared with
-    (BASELINE_NAME says what it is: gray input, noisy input, bicubic).
+    (BASELINE_NAME says what it is: gray input, noisy input, bicubic); a
+    task scored on whole images only (compress) names its baseline method
+    in evaluate_images' results instead.
   classical(pair, config) -> {method: prediction} of classical methods on one
     whole image (numpy), scored beside the model in whole-image evaluation.
+Optionally:
+  make_model(config, norm_axis_name) -> the linen model, when it is not the
+    `models.Autoencoder` of config.model.
+  input_channels(config) -> the model's input channels, known without
+    opening the data (restoring a checkpoint then needs no data set).
+  evaluate_images(...) -> whole-image evaluation in place of
+    `evaluate.evaluate_images` (same arguments and result).
 """
 
 import types

@@ -26,6 +26,11 @@ def out_features(config: Any) -> int:
   return 3
 
 
+def input_channels(config: Any) -> int:
+  del config
+  return 3  # Gray images are coded as RGB.
+
+
 def make_model(config: Any, norm_axis_name=None):
   del norm_axis_name  # The compression models have no batch statistics.
   return compression.from_config(config)
