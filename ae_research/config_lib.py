@@ -4,6 +4,7 @@ ml_collections already refuses unknown fields and wrong types on the command
 line (with a locked config); `validate` checks the values.
 """
 
+import os
 from typing import Any, Callable, Optional
 
 import ml_collections
@@ -141,6 +142,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   if not 0 <= lo <= hi:
     problems.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
                     'with 0 <= low <= high; (0, 0) means the fixed sigma')
+  if config.init_from and not os.path.exists(
+      os.path.join(config.init_from, 'config.json')):
+    problems.append(f'config.init_from={config.init_from!r} holds no run (no '
+                    "config.json); give a trained workdir, or '' to start afresh")
   if config.task == 'compress' and not config.eval_whole_images:
     problems.append('config.eval_whole_images=False: compression is scored on '
                     'the real files of whole images; set it to True')

@@ -22,6 +22,7 @@ from absl import logging
 
 from ae_research import checkpointing, config_lib, datasets, evaluate, input_pipeline
 from ae_research import models, parallel, steps, summaries, tasks
+from configs import default as default_config
 
 
 class TrainingDiverged(FloatingPointError):
@@ -38,7 +39,7 @@ class WorkdirMismatch(ValueError):
 # (logging, evaluation, checkpoint frequency...) may change between runs.
 _FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
                  'compress', 'seed', 'patch_size', 'batch_size',
-                 'num_train_steps', 'optimizer')
+                 'num_train_steps', 'optimizer', 'init_from')
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -48,7 +49,10 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
-    differ = [k for k in _FIXED_FIELDS if stored.get(k) != current.get(k)]
+    # A field the stored run predates counts as its default value.
+    defaults = json.loads(default_config.get_config().to_json_best_effort())
+    differ = [k for k in _FIXED_FIELDS
+              if stored.get(k, defaults.get(k)) != current.get(k)]
     if differ:
       raise WorkdirMismatch(
           f'{workdir} holds a run with a different config.' +
@@ -171,6 +175,28 @@ def restore_latest(config: ml_collections.ConfigDict,
   return state, step
 
 
+def warm_start(config: ml_collections.ConfigDict, state: steps.TrainState,
+               sharding) -> steps.TrainState:
+  """`state` with the parameters (and batch statistics) of the latest
+  checkpoint of the run in config.init_from; the step, optimizer state and
+  data position start afresh (e.g. another lambda of a compression sweep)."""
+  with open(os.path.join(config.init_from, 'config.json')) as f:
+    other = ml_collections.ConfigDict(json.load(f))
+  if other.get('task') != config.task:
+    raise WorkdirMismatch(f'config.init_from={config.init_from!r} holds a '
+                          f'{other.get("task")!r} run; this run is {config.task!r}')
+  source, step = restore_latest(other, config.init_from)
+  want = jax.tree.map(lambda x: x.shape, (state.params, state.model_state))
+  got = jax.tree.map(lambda x: x.shape, (source.params, source.model_state))
+  if want != got:
+    raise WorkdirMismatch(
+        f'config.init_from={config.init_from!r} holds a model of other shapes '
+        f'(its config.model: {other.model.to_dict()}); use the same config.model')
+  logging.info('Parameters from step %d of %s.', step, config.init_from)
+  return state.replace(params=jax.device_put(source.params, sharding),
+                       model_state=jax.device_put(source.model_state, sharding))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> steps.TrainState:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint)."""
@@ -207,6 +233,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state, data_state, train_rng = ckpt.restore(abstract, last_saved)
     train_iter.set_state(data_state)
     logging.info('Resumed from step %d in %s.', last_saved, ckpt_dir)
+  elif config.init_from:
+    state = warm_start(config, state, rep)
   start_step = int(state.step)
 
   batches = input_pipeline.DevicePrefetcher(

@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
       downsample='avgpool', upsample='pixel_shuffle', norm='none',
       activation='relu', output_activation='none', residual=False))
 
+  # A workdir whose latest parameters start this run (fine-tuning); '' for
+  # a fresh initialization.
+  config.init_from = ''
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-3, warmup_steps=100, final_lr_fraction=0.01,
       b1=0.9, b2=0.999, weight_decay=0.0, grad_clip_norm=1.0))

@@ -1,14 +1,19 @@
 """The rate-distortion sweep: one compression run per lambda, then the curve.
 
   python experiments/compress_rd.py --workdir=runs/rd
-  python experiments/compress_rd.py --workdir=runs/rd --lambdas=0.002,0.005 \
-      -- --config.num_train_steps=500      # extra flags for every run
+  python experiments/compress_rd.py --workdir=runs/rd --lambdas=0.002,0.008@0.002 \
+      --finetune_steps=1000 -- --config.num_train_steps=500   # flags for every run
 
-Trains configs/compress.py once per lambda in <workdir>/lambda_<value>
-(one after another; a finished run, one with metrics.json, is skipped and an
-interrupted one resumes from its checkpoint), then runs `ae_research.rd` on
-them all: <workdir>/report/results.md, rd_psnr.png, rd_ms_ssim.png with the
-learned curve beside JPEG and WebP and its BD-rates.
+Each entry of --lambdas is a value, trained from scratch, or VALUE@FROM,
+started from the parameters of the run of lambda FROM (listed before it) and
+trained for --finetune_steps (config.init_from): fine-tuning a trained codec
+to a new rate takes a fraction of the steps of training one.
+
+Runs go to <workdir>/lambda_<value>, one after another; a finished run (one
+with metrics.json) is skipped and an interrupted one resumes from its
+checkpoint. Then `ae_research.rd` scores them all: <workdir>/report/
+results.md, rd_psnr.png, rd_ms_ssim.png, the learned curve beside JPEG and
+WebP with its BD-rates.
 """
 
 import argparse
@@ -16,36 +21,65 @@ import os
 import subprocess
 import sys
 
-DEFAULT_LAMBDAS = '0.0015,0.003,0.006,0.012'
+DEFAULT_LAMBDAS = '0.0015,0.003,0.006,0.012@0.006,0.024@0.006'
+
+
+def parse_lambdas(text: str) -> list[tuple[float, float | None]]:
+  """'0.003,0.01@0.003' -> [(0.003, None), (0.01, 0.003)]."""
+  out = []
+  for entry in (e for e in text.split(',') if e):
+    value, _, parent = entry.partition('@')
+    try:
+      lmbda, start = float(value), float(parent) if parent else None
+    except ValueError:
+      raise ValueError(f'{entry!r} is not VALUE or VALUE@FROM') from None
+    if lmbda <= 0:
+      raise ValueError(f'{entry!r}: lambda must be > 0')
+    if start is not None and start not in [v for v, _ in out]:
+      raise ValueError(f'{entry!r}: lambda {start:g} is not listed before it')
+    out.append((lmbda, start))
+  if not out:
+    raise ValueError('no lambda given')
+  return out
+
+
+def run_dir(workdir: str, lmbda: float) -> str:
+  return os.path.join(workdir, f'lambda_{lmbda:g}')
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--lambdas', default=DEFAULT_LAMBDAS,
-                      help=f'comma-separated (default {DEFAULT_LAMBDAS})')
+                      help=f'VALUE or VALUE@FROM, joined by commas (default '
+                           f'{DEFAULT_LAMBDAS})')
+  parser.add_argument('--finetune_steps', type=int, default=2000,
+                      help='training steps of a run started from another')
   parser.add_argument('--config', default='configs/compress.py')
   parser.add_argument('--dataset', default='',
-                      help='what the report scores (default: the runs\' test split)')
+                      help="what the report scores (default: the runs' test split)")
   parser.add_argument('extra', nargs='*', help='flags passed to every run')
   args = parser.parse_args()
   try:
-    lambdas = [float(v) for v in args.lambdas.split(',') if v]
-  except ValueError:
-    parser.error(f'--lambdas={args.lambdas!r}: give numbers joined by commas')
-  if not lambdas or min(lambdas) <= 0:
-    parser.error(f'--lambdas={args.lambdas!r}: give positive numbers')
+    lambdas = parse_lambdas(args.lambdas)
+  except ValueError as e:
+    parser.error(f'--lambdas: {e}')
   runs = []
-  for i, lmbda in enumerate(lambdas):
-    run = os.path.join(args.workdir, f'lambda_{lmbda:g}')
+  for i, (lmbda, start) in enumerate(lambdas):
+    run = run_dir(args.workdir, lmbda)
     runs.append(run)
     if os.path.exists(os.path.join(run, 'metrics.json')):
       print(f'[{i + 1}/{len(lambdas)}] {run}: finished, skipped', flush=True)
       continue
-    print(f'[{i + 1}/{len(lambdas)}] {run}: training lambda {lmbda:g}', flush=True)
     cmd = [sys.executable, '-m', 'ae_research.main', f'--config={args.config}',
-           f'--workdir={run}', f'--config.compress.lmbda={lmbda}'] + args.extra
-    if subprocess.call(cmd) != 0:
+           f'--workdir={run}', f'--config.compress.lmbda={lmbda}']
+    how = 'from scratch'
+    if start is not None:
+      cmd += [f'--config.init_from={run_dir(args.workdir, start)}',
+              f'--config.num_train_steps={args.finetune_steps}']
+      how = f'from lambda {start:g}, {args.finetune_steps} steps'
+    print(f'[{i + 1}/{len(lambdas)}] {run}: lambda {lmbda:g}, {how}', flush=True)
+    if subprocess.call(cmd + args.extra) != 0:
       print(f'error: the run in {run} failed; fix it and rerun this command '
             '(finished runs are kept)', file=sys.stderr)
       return 1

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from ae_research import parallel, train
+from ae_research import config_lib, datasets, parallel, steps, train
 
 
 def _short(config):
@@ -140,6 +140,32 @@ def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
   with pytest.raises(train.WorkdirMismatch, match='config.model'):
     train.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
+
+
+def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
+  source = str(tmp_path / 'source')
+  config = _short(smoke_config)
+  config.num_train_steps = 4
+  trained = _params(train.train_and_evaluate(config, source))
+  config.init_from = source
+  mesh = parallel.make_mesh()
+  task, model, tx = train.build(config, mesh)
+  fresh = steps.create_train_state(model, tx, jax.random.key(1),
+                                   train.init_shape(task, datasets.get_source(config, 'train'), config))
+  started = train.warm_start(config, fresh, parallel.replicated(mesh))
+  assert int(started.step) == 0
+  jax.tree.map(np.testing.assert_array_equal, _params(started), trained)
+  # A run of another model shape is refused, naming config.model.
+  config.model.latent_features = 7
+  _, model, tx = train.build(config, mesh)
+  other = steps.create_train_state(model, tx, jax.random.key(1), (1, 4, 4, 1))
+  with pytest.raises(train.WorkdirMismatch, match='config.model'):
+    train.warm_start(config, other, parallel.replicated(mesh))
+  # A missing run is named before anything runs.
+  config.init_from = str(tmp_path / 'nothing')
+  with pytest.raises(config_lib.ConfigError, match='init_from'):
+    train.train_and_evaluate(config, str(tmp_path / 'new'))
+  assert not os.path.exists(tmp_path / 'new')
 
 
 @pytest.mark.parametrize('module,variant', [
