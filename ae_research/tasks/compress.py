@@ -148,16 +148,22 @@ def _closest(image: np.ndarray, curve: list[dict], codec_name: str,
 def _write_report(results: dict, images: list, decoded_images: list,
                   out_dir: str, config: Any) -> None:
   rows = results['images']
+  classical_names = list(results.get('curves', {}))
   lines = [f'# Codec evaluation: {len(rows)} images, lambda '
            f'{config.compress.lmbda}, model {config.compress.model}\n',
-           '| image | size | bpp (file) | bpp (estimated) | PSNR (dB) | MS-SSIM |',
-           '|---|---|---|---|---|---|']
+           '| image | size | bpp (file) | bpp (estimated) | PSNR (dB) | MS-SSIM |' +
+           ''.join(f' {c.upper()} PSNR at this rate |' for c in classical_names),
+           '|---|---|---|---|---|---|' + '---|' * len(classical_names)]
+  fmt = lambda v: '-' if v is None or v != v else f'{v:.2f}'
   for r in rows + [{'name': '**mean**', 'height': '', 'width': '',
                     'model': results['mean']['model']}]:
     m = r['model']
     size = f'{r["width"]}x{r["height"]}' if r['height'] else ''
+    at_rate = [rd.interpolate(r[c], m['bpp']) if c in r else
+               results['mean'][c]['psnr'] for c in classical_names]
     lines.append(f'| {r["name"]} | {size} | {m["bpp"]:.4f} | '
-                 f'{m["bpp_estimated"]:.4f} | {m["psnr"]:.2f} | {m["ms_ssim"]:.4f} |')
+                 f'{m["bpp_estimated"]:.4f} | {m["psnr"]:.2f} | {m["ms_ssim"]:.4f} |' +
+                 ''.join(f' {fmt(v)} |' for v in at_rate))
   m = results['mean']['model']
   gap = m['bpp'] - m['bpp_estimated']
   lines.append(f'\nFile size against the estimated rate: {gap:+.4f} bpp '
