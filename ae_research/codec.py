@@ -3,19 +3,26 @@
   python -m ae_research.codec compress --workdir=runs/compress photo.png photo.aec
   python -m ae_research.codec decompress --workdir=runs/compress photo.aec photo.png
 
-The file (format version 1):
+The file (format version 2; version 1 files, which have no alpha, decode too):
 
   b'AEC' | version (1 byte) | model id (8 bytes)
-  | height, width (varints) | channels (1 byte: 1 gray, 3 RGB)
+  | height, width (varints)
+  | channels (1 byte: 1 gray, 2 gray + alpha, 3 RGB, 4 RGB + alpha)
   | number of escaped values (varint) | payload length in 32-bit words (varint)
   | payload: the range-coded latent (constriction), channel by channel
-  | escaped values (zigzag varints) | CRC-32 of everything before (4 bytes)
+  | escaped values (zigzag varints)
+  | with alpha: its length (varint) and the alpha plane, zlib-compressed
+    (lossless)
+  | CRC-32 of everything before (4 bytes)
 
 The model id is a hash of the model's description and parameters, so a file
 is only decoded by the model that wrote it. Every malformed, truncated or
 foreign file raises `CodecError` with what is wrong, before the model runs.
 Decoding is deterministic: the coding tables are computed from the
 parameters in float64 numpy on the host (`compression.coding_tables`).
+Images too large for memory run through the networks in tiles
+(`ae_research.tiling`), which give the whole image's latent and
+reconstruction.
 """
 
 import argparse
@@ -31,13 +38,13 @@ from typing import Any
 import constriction
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from ae_research import compression
+from ae_research import compression, tiling
 
 MAGIC = b'AEC'
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # Versions this decoder reads.
 MAX_SIDE = 1 << 15
 MAX_ESCAPE = 1 << 20
 
@@ -94,10 +101,10 @@ def model_id(config: Any, params: Any) -> bytes:
 
 @functools.lru_cache(maxsize=8)
 def _compiled(model):
-  """Jitted quantize, dequantize and rate of a model, shared by every Codec
-  of it (a new checkpoint of the same model compiles nothing new)."""
-  return (jax.jit(lambda v, x: model.apply(v, x, method='quantize')),
-          jax.jit(lambda v, q: model.apply(v, q, method='dequantize')),
+  """Jitted latent, synthesis and rate of a model, shared by every Codec of
+  it (a new checkpoint of the same model compiles nothing new)."""
+  return (jax.jit(lambda v, x: model.apply(v, x, method='latent')),
+          jax.jit(lambda v, y: model.apply(v, y, method='synthesis')),
           jax.jit(lambda v, x: model.apply(v, x)['bits']))
 
 
@@ -105,11 +112,15 @@ class Codec:
   """Encodes images to bytes and back with one trained compression model.
 
     codec = Codec(config, params)            # or Codec.from_workdir(workdir)
-    data = codec.encode(image_HxWxC_uint8)   # bytes
+    data = codec.encode(image_HxWxC_uint8)   # bytes; C: 1 to 4 (alpha last)
     image = codec.decode(data)               # uint8, the same shape
+
+  `plan` says when and how images are tiled; `on_tile(done, total)`, if
+  set, reports the tiles of a large image.
   """
 
-  def __init__(self, config: Any, params: Any, model_state: Any = None):
+  def __init__(self, config: Any, params: Any, model_state: Any = None,
+               plan: tiling.Tiling = tiling.Tiling()):
     self.config = config
     self.model = compression.from_config(config)
     self.params = jax.device_get(params)
@@ -123,22 +134,41 @@ class Codec:
     self.entropy_models = [
         constriction.stream.model.Categorical(p.astype(np.float64), perfect=False)
         for p in pmfs]
-    self._quantize, self._dequantize, self._bits = _compiled(self.model)
+    self._latent, self._synthesis, self._bits = _compiled(self.model)
+    self.plan = plan
+    self.on_tile = None
+    self.last_decision: tiling.Decision | None = None  # Of the last network run.
 
   @classmethod
-  def from_workdir(cls, workdir: str) -> 'Codec':
-    """The codec of the latest checkpoint of a compression run."""
+  def from_workdir(cls, workdir: str, step: int | None = None,
+                   plan: tiling.Tiling = tiling.Tiling()) -> 'Codec':
+    """The codec of the latest checkpoint (or `step`) of a compression run."""
     from ae_research import train  # pylint: disable=g-import-not-at-top
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-      raise CodecError(f'{workdir} holds no run (no config.json)')
-    with open(path) as f:
-      config = ml_collections.ConfigDict(json.load(f))
+    try:
+      config = train.load_config(workdir)
+    except train.WorkdirMismatch as e:
+      raise CodecError(str(e)) from None
     if config.get('task') != 'compress':
       raise CodecError(f'{workdir} holds a {config.get("task")!r} run, not a '
                        "compression model (config.task='compress')")
-    state, _ = train.restore_latest(config, workdir)
-    return cls(config, state.params, state.model_state)
+    state, _ = train.restore_latest(config, workdir, step)
+    return cls(config, state.params, state.model_state, plan)
+
+  def _run(self, fn, x, in_cell: int, out_cell: int) -> np.ndarray:
+    out, self.last_decision = tiling.run(
+        fn, self.variables, x, in_cell=in_cell, out_cell=out_cell,
+        plan=self.plan, on_tile=self.on_tile)
+    return out
+
+  def latent(self, image: np.ndarray) -> np.ndarray:
+    """The symbols an image is coded as: int32 hxwxk."""
+    x = self._padded(image[..., :3 if image.shape[-1] > 2 else 1])
+    return np.round(self._run(self._latent, x, self.multiple, 1)).astype(np.int32)
+
+  def reconstruct(self, symbols_hxwxk: np.ndarray) -> np.ndarray:
+    """The decoded image of the symbols: float32 in [0, 1], padded size."""
+    x = self._run(self._synthesis, symbols_hxwxk.astype(np.float32), 1, self.multiple)
+    return np.clip(x, 0.0, 1.0)
 
   # -- encoding ------------------------------------------------------------
 
@@ -146,18 +176,16 @@ class Codec:
     x = image.astype(np.float32) / 255.0
     if x.shape[-1] == 1:
       x = np.repeat(x, 3, axis=-1)
-    h, w = x.shape[:2]
-    ph, pw = -h % self.multiple, -w % self.multiple
-    mode = 'reflect' if min(h, w) > max(ph, pw) else 'edge'
-    return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    return tiling.pad_to(x, self.multiple)
 
   def _check_image(self, image: np.ndarray) -> None:
     if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or
-        image.ndim != 3 or image.shape[-1] not in (1, 3)):
+        image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4)):
       what = (f'{image.dtype} array of shape {image.shape}'
               if isinstance(image, np.ndarray) else type(image).__name__)
-      raise CodecError(f'the codec encodes uint8 images of shape HxWx1 (gray) '
-                       f'or HxWx3 (RGB); got a {what}')
+      raise CodecError(f'the codec encodes uint8 images of shape HxWx1 (gray), '
+                       f'HxWx3 (RGB), or either with alpha last (HxWx2, HxWx4); '
+                       f'got a {what}')
     h, w = image.shape[:2]
     if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
       raise CodecError(f'image of {h}x{w} pixels: sides must be 1 to {MAX_SIDE}')
@@ -165,13 +193,13 @@ class Codec:
   def estimated_bits(self, image: np.ndarray) -> float:
     """The model's own estimate of the coded latent's size, in bits."""
     self._check_image(image)
-    return float(self._bits(self.variables, jnp.asarray(self._padded(image)[None]))[0])
+    color = image[..., :3 if image.shape[-1] > 2 else 1]
+    return float(self._bits(self.variables, jnp.asarray(self._padded(color)[None]))[0])
 
   def encode(self, image: np.ndarray) -> bytes:
     self._check_image(image)
     h, w, channels = image.shape
-    q = np.asarray(self._quantize(self.variables,
-                                  jnp.asarray(self._padded(image)[None])))[0]
+    q = self.latent(image)
     encoder = constriction.stream.queue.RangeEncoder()
     escapes = []
     for c in range(q.shape[-1]):
@@ -186,6 +214,9 @@ class Codec:
         MAGIC, bytes([VERSION]), self.id, _varint(h), _varint(w),
         bytes([channels]), _varint(len(escapes)), _varint(len(payload) // 4),
         payload] + [_varint(2 * v if v >= 0 else -2 * v - 1) for v in escapes])
+    if channels in (2, 4):
+      alpha = zlib.compress(np.ascontiguousarray(image[..., -1]).tobytes(), 9)
+      body += _varint(len(alpha)) + alpha
     return body + struct.pack('<I', zlib.crc32(body))
 
   # -- decoding ------------------------------------------------------------
@@ -198,9 +229,9 @@ class Codec:
     if len(data) < 4 or data[:3] != MAGIC:
       raise CodecError(f'not an ae_research compressed file: it starts with '
                        f'{data[:3]!r}, not {MAGIC!r}')
-    if data[3] != VERSION:
+    if data[3] not in READS:
       raise CodecError(f'file format version {data[3]}; this decoder reads '
-                       f'version {VERSION}')
+                       f'versions {", ".join(map(str, READS))}')
     if len(data) < 4 + 8 + 4:
       raise CodecError(f'file truncated: {len(data)} bytes is shorter than any '
                        'header')
@@ -216,9 +247,11 @@ class Codec:
                        'compressed it')
     h, w = r.varint('height'), r.varint('width')
     channels = r.take(1, 'channels')[0]
-    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE) or channels not in (1, 3):
+    allowed = (1, 2, 3, 4) if data[3] >= 2 else (1, 3)
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE) or channels not in allowed:
       raise CodecError(f'malformed header: {h}x{w}x{channels} is not an image '
-                       f'shape (sides 1 to {MAX_SIDE}, 1 or 3 channels)')
+                       f'shape (sides 1 to {MAX_SIDE}, channels '
+                       f'{", ".join(map(str, allowed))})')
     num_escapes = r.varint('number of escaped values')
     words = r.varint('payload length')
     payload = np.frombuffer(r.take(4 * words, 'payload'), '<u4').astype(np.uint32)
@@ -229,11 +262,22 @@ class Codec:
       if abs(v) > MAX_ESCAPE:
         raise CodecError(f'malformed file: escaped latent value {v}')
       escapes.append(v)
+    alpha = None
+    if channels in (2, 4):
+      packed = r.take(r.varint('alpha length'), 'alpha plane')
+      try:
+        plane = zlib.decompress(packed)
+      except zlib.error as e:
+        raise CodecError(f'malformed alpha plane: {e}') from None
+      if len(plane) != h * w:
+        raise CodecError(f'malformed alpha plane: {len(plane)} bytes for '
+                         f'{h}x{w} pixels')
+      alpha = np.frombuffer(plane, np.uint8).reshape(h, w, 1)
     if r.pos != len(body):
       raise CodecError(f'malformed file: {len(body) - r.pos} bytes after the '
                        'last field')
     return {'height': h, 'width': w, 'channels': channels, 'payload': payload,
-            'escapes': escapes}
+            'escapes': escapes, 'alpha': alpha}
 
   def decode(self, data: bytes) -> np.ndarray:
     f = self.parse(data)
@@ -261,25 +305,26 @@ class Codec:
       raise CodecError(f'malformed payload: {e}') from e
     if used != len(f['escapes']):
       raise CodecError('malformed file: escaped values left over')
-    x = np.asarray(self._dequantize(self.variables, jnp.asarray(q[None])))[0]
+    x = self.reconstruct(q)
     image = np.round(x[:h, :w] * 255.0).astype(np.uint8)
-    if f['channels'] == 1:
+    if f['channels'] in (1, 2):
       luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
       image = np.round(luma)[..., None].astype(np.uint8)
+    if f['alpha'] is not None:
+      image = np.concatenate([image, f['alpha']], -1)
     return image
 
 
 def read_image(path: str) -> np.ndarray:
-  """An image file as uint8 HxWx1 (gray) or HxWx3, EXIF orientation applied."""
-  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
-  from ae_research.datasets import folder  # pylint: disable=g-import-not-at-top
+  """An image file as uint8 HxWxC, C: 1 gray, 3 RGB, 2 or 4 with alpha last;
+  EXIF orientation applied, 16 bits reduced to 8."""
+  from ae_research import image_io  # pylint: disable=g-import-not-at-top
   try:
-    with Image.open(path) as img:
-      mode = ImageOps.exif_transpose(img).mode
-  except OSError as e:
-    raise CodecError(f'{path} is not an image Pillow can read: {e}') from e
-  rgb = folder.load_rgb(path)
-  return rgb[..., :1] if mode in ('L', 'I;16', 'I;16B', 'I;16L', 'I', '1') else rgb
+    image = image_io.read(path)
+  except image_io.ImageError as e:
+    raise CodecError(str(e)) from None
+  planes = [image.pixels] + ([] if image.alpha is None else [image.alpha])
+  return image_io.to_uint8(np.concatenate(planes, -1))
 
 
 def _write_new(path: str, write, overwrite: bool) -> None:
@@ -336,6 +381,9 @@ def main(argv=None) -> int:
       if ext not in ('.png', '.bmp', '.tif', '.tiff', '.ppm', '.pgm'):
         raise CodecError(f'{args.output}: write the decoded image to a lossless '
                          'format (.png, .bmp, .tif, .ppm)')
+      if image.shape[-1] in (2, 4) and ext not in ('.png', '.tif', '.tiff'):
+        raise CodecError(f'{args.input} has an alpha channel; write it to .png '
+                         'or .tif')
       _write_new(args.output, lambda tmp: _save(tmp, image, ext), args.overwrite)
       print(f'{args.input} -> {args.output} ({image.shape[1]}x{image.shape[0]})')
   except CodecError as e:

@@ -161,6 +161,10 @@ class FactorizedPrior(nn.Module):
         x = models.depth_to_space(x)
     return x + 0.5
 
+  def latent(self, x_BxHxWx3: jax.Array) -> jax.Array:
+    """The continuous latent whose rounding is coded."""
+    return self.analysis(x_BxHxWx3)
+
   def quantize(self, x_BxHxWx3: jax.Array) -> jax.Array:
     return jnp.round(self.analysis(x_BxHxWx3)).astype(jnp.int32)
 
@@ -205,20 +209,23 @@ class QuantizedAutoencoder(nn.Module):
   def levels(self) -> int:
     return 2 ** self.bits - 1
 
-  def _scaled(self, x):
-    return nn.sigmoid(self.encoder(x)) * self.levels
+  def latent(self, x_BxHxWx3: jax.Array) -> jax.Array:
+    """The continuous latent in [0, levels] whose rounding is coded."""
+    return nn.sigmoid(self.encoder(x_BxHxWx3)) * self.levels
+
+  def synthesis(self, y_Bxhxwxk: jax.Array) -> jax.Array:
+    return self.decoder(y_Bxhxwxk / self.levels)
 
   def quantize(self, x_BxHxWx3: jax.Array) -> jax.Array:
-    return jnp.round(self._scaled(x_BxHxWx3)).astype(jnp.int32)
+    return jnp.round(self.latent(x_BxHxWx3)).astype(jnp.int32)
 
   def dequantize(self, symbols_Bxhxwxk: jax.Array) -> jax.Array:
-    z = symbols_Bxhxwxk.astype(jnp.float32) / self.levels
-    return jnp.clip(self.decoder(z), 0.0, 1.0)
+    return jnp.clip(self.synthesis(symbols_Bxhxwxk.astype(jnp.float32)), 0.0, 1.0)
 
   def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    z = self._scaled(x_BxHxWx3)
+    z = self.latent(x_BxHxWx3)
     z_hat = z + jax.lax.stop_gradient(jnp.round(z) - z)  # Straight through.
-    x_hat = self.decoder(z_hat / self.levels)
+    x_hat = self.synthesis(z_hat)
     if not train:
       x_hat = jnp.clip(x_hat, 0.0, 1.0)
     bits = jnp.full((x_BxHxWx3.shape[0],), z.size // z.shape[0] * self.bits,

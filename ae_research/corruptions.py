@@ -68,7 +68,8 @@ def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:
   return image[:h - h % scale, :w - w % scale]
 
 
-def _resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+def resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+  """Bicubic resizing of float HxWxC to (width, height), channel by channel."""
   channels = [Image.fromarray(image[..., c].astype(np.float32), mode='F')
               .resize(size_wh, Image.BICUBIC) for c in range(image.shape[-1])]
   return np.stack([np.asarray(c) for c in channels], -1).astype(np.float32)
@@ -82,12 +83,12 @@ def bicubic_downscale(image: np.ndarray, scale: int) -> np.ndarray:
   if h % scale or w % scale:
     raise ValueError(f'image of {h}x{w} is not a multiple of scale {scale}; '
                      'mod_crop it first')
-  return _resize(image, (w // scale, h // scale))
+  return resize(image, (w // scale, h // scale))
 
 
 def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
   h, w = image.shape[:2]
-  return _resize(image, (w * scale, h * scale))
+  return resize(image, (w * scale, h * scale))
 
 
 def quantize(image: np.ndarray) -> np.ndarray:

@@ -16,17 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import summaries
+from ae_research import summaries, tiling
 
 
 def apply_whole(predict: Callable, state: Any, x_HxWxC: np.ndarray,
                 multiple: int) -> np.ndarray:
-  """The model on one image of any size."""
-  h, w = x_HxWxC.shape[:2]
-  ph, pw = -h % multiple, -w % multiple
-  mode = 'reflect' if min(h, w) > max(ph, pw) else 'edge'
-  x = np.pad(x_HxWxC, ((0, ph), (0, pw), (0, 0)), mode=mode)
-  return np.asarray(predict(state, jnp.asarray(x[None])))[0, :h, :w]
+  """The model on one image of any size (in tiles if it would not fit in
+  memory whole; they give the same output)."""
+  return tiling.apply_image(predict, state, x_HxWxC, multiple)[0]
 
 
 def _name(example: dict, index: int) -> str:

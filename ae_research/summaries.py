@@ -37,12 +37,26 @@ def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
   return np.concatenate(rows[:-1], axis=0)
 
 
+def labelled_row(columns: Sequence[tuple[str, np.ndarray]], pad: int = 2) -> np.ndarray:
+  """Images side by side (HxWxC in [0, 1], the same height), each under its
+  label, as uint8."""
+  from PIL import ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  row = image_grid([c[None] for _, c in columns], pad)
+  header = Image.new('RGB', (row.shape[1], 16), (255, 255, 255))
+  draw, font = ImageDraw.Draw(header), ImageFont.load_default()
+  x = 0
+  for label, image in columns:
+    draw.text((x + 2, 2), label, fill=(0, 0, 0), font=font)
+    x += image.shape[1] + pad
+  return np.concatenate([np.asarray(header), row], axis=0)
+
+
 def save_png(path: str, image_uint8: np.ndarray, scale: int = 1) -> None:
   img = Image.fromarray(image_uint8)
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  img.save(path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  img.save(path, format='PNG')
 
 
 def write_json(path: str, data: Any) -> None:

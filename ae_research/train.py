@@ -64,6 +64,27 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     summaries.write_json(path, current)
 
 
+def _merge(base: dict, update: dict) -> dict:
+  for k, v in update.items():
+    base[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(
+        base.get(k), dict) else v
+  return base
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config stored in a run's workdir; fields the run predates take
+  their default values."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise WorkdirMismatch(f'{workdir} holds no run (no config.json); train one '
+                          'there first (python -m ae_research.main --config=... '
+                          f'--workdir={workdir})')
+  with open(path) as f:
+    stored = json.load(f)
+  defaults = json.loads(default_config.get_config().to_json_best_effort())
+  return ml_collections.ConfigDict(_merge(defaults, stored))
+
+
 def build(config: ml_collections.ConfigDict, mesh, axis_name=None):
   """The task, model, optimizer and step functions a config describes."""
   task = tasks.get(config.task)
@@ -105,12 +126,11 @@ def _check_finite(step: int, metrics: dict, checkpoint_dir: str, last_saved):
         'config.optimizer.grad_clip_norm > 0, in a new --workdir.')
 
 
-def init_shape(task, source, config) -> tuple[int, ...]:
+def init_shape(task, config) -> tuple[int, ...]:
   """An input shape to initialize the model with (its parameters depend on
   the channels only): the channels of the task's input, a small square."""
-  example = task.make_pair(source[0], np.random.default_rng(0), config)
   side = 2 ** len(config.model.features)
-  return (1, side, side, example['input'].shape[-1])
+  return (1, side, side, task.input_channels(config))
 
 
 def _eval_dir_name(name: str) -> str:
@@ -149,22 +169,22 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
   return results
 
 
-def restore_latest(config: ml_collections.ConfigDict,
-                   workdir: str) -> tuple[steps.TrainState, int]:
-  """(train state, step) of the latest checkpoint of `workdir`."""
+def restore_latest(config: ml_collections.ConfigDict, workdir: str,
+                   step: int | None = None) -> tuple[steps.TrainState, int]:
+  """(train state, step) of the latest checkpoint of `workdir`, or of `step`."""
   mesh = parallel.make_mesh()
   task, model, tx = build(config, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     async_save=False)
-  step = ckpt.latest_step()
-  if step is None:
+  saved = ckpt.all_steps()
+  if not saved or (step is not None and step not in saved):
     ckpt.close()
-    raise WorkdirMismatch(f'{workdir} holds no checkpoint yet')
-  if hasattr(task, 'input_channels'):  # No need to open the data.
-    side = 2 ** len(config.model.features)
-    shape = (1, side, side, task.input_channels(config))
-  else:
-    shape = init_shape(task, datasets.get_source(config, 'train'), config)
+    raise WorkdirMismatch(
+        f'{workdir} holds no checkpoint yet' if not saved else
+        f'{workdir} holds no checkpoint of step {step}; it holds steps '
+        f'{sorted(saved)}')
+  step = max(saved) if step is None else step
+  shape = init_shape(task, config)
   rep = parallel.replicated(mesh)
   abstract = jax.eval_shape(
       lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))
@@ -180,8 +200,7 @@ def warm_start(config: ml_collections.ConfigDict, state: steps.TrainState,
   """`state` with the parameters (and batch statistics) of the latest
   checkpoint of the run in config.init_from; the step, optimizer state and
   data position start afresh (e.g. another lambda of a compression sweep)."""
-  with open(os.path.join(config.init_from, 'config.json')) as f:
-    other = ml_collections.ConfigDict(json.load(f))
+  other = load_config(config.init_from)
   if other.get('task') != config.task:
     raise WorkdirMismatch(f'config.init_from={config.init_from!r} holds a '
                           f'{other.get("task")!r} run; this run is {config.task!r}')
@@ -211,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   local_eval_batch = config.eval_batch_size // jax.process_count()
   train_source = datasets.get_source(config, 'train')
   test_source = datasets.get_source(config, 'test', config.eval_dataset or None)
-  input_shape = init_shape(task, train_source, config)
+  input_shape = init_shape(task, config)
 
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)

@@ -99,10 +99,50 @@ def test_bottleneck_model_codes_fixed_bits():
 
 
 def test_bad_images_are_refused(codec):
-  for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 4), np.uint8),
+  for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 5), np.uint8),
               np.zeros((8, 8), np.uint8), np.zeros((0, 8, 3), np.uint8)):
     with pytest.raises(codec_lib.CodecError, match='uint8 images|sides'):
       codec.encode(bad)
+
+
+@pytest.mark.parametrize('color', [1, 3])
+def test_alpha_is_stored_losslessly_beside_the_coded_color(codec, color):
+  image = _image(37, 45, color + 1, seed=3)
+  data = codec.encode(image)
+  decoded = codec.decode(data)
+  assert decoded.shape == image.shape
+  np.testing.assert_array_equal(decoded[..., -1], image[..., -1])
+  # The color is coded exactly as it is without alpha.
+  np.testing.assert_array_equal(decoded[..., :-1], codec.decode(codec.encode(image[..., :-1])))
+
+
+def test_version_1_files_still_decode(codec):
+  data = codec.encode(_image(30, 40))
+  old = _with_crc(data[:3] + b'\x01' + data[4:-4])
+  np.testing.assert_array_equal(codec.decode(old), codec.decode(data))
+  # Version 1 had no alpha.
+  rgba = codec.encode(_image(30, 40, 4))
+  with pytest.raises(codec_lib.CodecError, match='channels 1, 3'):
+    codec.decode(_with_crc(rgba[:3] + b'\x01' + rgba[4:-4]))
+
+
+def test_tiled_coding_gives_the_whole_image_result():
+  whole = _codec()
+  tiled = _codec()
+  tiled.plan = codec_lib.tiling.Tiling(mode='always', tile_size=8, blend=0)
+  image = _image(150, 230, seed=4)
+  x = whole._padded(image)
+  continuous = np.asarray(whole._latent(whole.variables, x[None]))[0]
+  np.testing.assert_allclose(tiled._run(tiled._latent, x, tiled.multiple, 1),
+                             continuous, atol=1e-4)
+  assert tiled.last_decision.tiled and tiled.last_decision.exact
+  q = whole.latent(image)
+  np.testing.assert_allclose(tiled.reconstruct(q), whole.reconstruct(q), atol=1e-4)
+  assert tiled.last_decision.tiled
+  # Files differ only where a latent lies within round-off of a rounding edge.
+  assert np.mean(tiled.latent(image) == q) > 0.999
+  decoded = tiled.decode(tiled.encode(image)).astype(int)
+  assert np.abs(decoded - whole.decode(whole.encode(image)).astype(int)).max() <= 1
 
 
 @pytest.fixture(scope='module')

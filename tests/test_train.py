@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from ae_research import config_lib, datasets, parallel, steps, train
+from ae_research import config_lib, parallel, steps, train
 
 
 def _short(config):
@@ -151,7 +151,7 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
   mesh = parallel.make_mesh()
   task, model, tx = train.build(config, mesh)
   fresh = steps.create_train_state(model, tx, jax.random.key(1),
-                                   train.init_shape(task, datasets.get_source(config, 'train'), config))
+                                   train.init_shape(task, config))
   started = train.warm_start(config, fresh, parallel.replicated(mesh))
   assert int(started.step) == 0
   jax.tree.map(np.testing.assert_array_equal, _params(started), trained)

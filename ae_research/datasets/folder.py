@@ -3,21 +3,16 @@
 import os
 
 import numpy as np
-from PIL import Image, ImageOps
 
-EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from ae_research import image_io
+
+EXTENSIONS = image_io.EXTENSIONS
 
 
 def load_rgb(path: str) -> np.ndarray:
   """An image file as HxWx3 uint8: EXIF orientation applied, gray and
   palette images expanded to RGB, alpha dropped, 16-bit scaled to 8."""
-  with Image.open(path) as img:
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-      array = np.asarray(img, np.float64)
-      scale = 65535.0 if array.max() > 255 else 255.0
-      return np.repeat(np.round(array / scale * 255.0).astype(np.uint8)[..., None], 3, -1)
-    return np.asarray(img.convert('RGB'))
+  return image_io.read(path).rgb_uint8()
 
 
 class FolderSource:

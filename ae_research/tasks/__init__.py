@@ -3,6 +3,8 @@
 A task module defines:
   NAME: str
   out_features(config) -> int: channels the model outputs.
+  input_channels(config) -> int: channels the model takes, known without
+    opening the data (restoring a checkpoint needs no data set).
   make_pair(example, rng, config) -> {'input', 'target', ...}: numpy, on the
     host, inside the input pipeline (`rng` is a numpy Generator derived from
     the seed and the example's index, so corruptions are reproducible).
@@ -19,8 +21,6 @@ A task module defines:
 Optionally:
   make_model(config, norm_axis_name) -> the linen model, when it is not the
     `models.Autoencoder` of config.model.
-  input_channels(config) -> the model's input channels, known without
-    opening the data (restoring a checkpoint then needs no data set).
   evaluate_images(...) -> whole-image evaluation in place of
     `evaluate.evaluate_images` (same arguments and result).
 """

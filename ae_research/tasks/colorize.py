@@ -24,6 +24,11 @@ def out_features(config: Any) -> int:
   return 3
 
 
+def input_channels(config: Any) -> int:
+  del config
+  return 1  # Luma.
+
+
 def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
               config: Any) -> dict[str, np.ndarray]:
   del rng, config  # The pair is fixed by the image.
@@ -36,6 +41,16 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   if 'label' in example:
     pair['label'] = example['label'].astype(np.int32)
   return pair
+
+
+def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
+  """A user's image as gray input (its luma, if it has color; the color
+  original is then shown beside the output)."""
+  del config
+  if image.shape[-1] == 1:
+    return {'input': image, 'shown': image}
+  gray = (image @ LUMA)[..., None]
+  return {'input': gray, 'shown': gray, 'original': image}
 
 
 def loss(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array],

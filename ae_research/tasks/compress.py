@@ -19,6 +19,7 @@ from ae_research import metrics as metrics_lib
 
 NAME = 'compress'
 BASELINE_NAME = 'jpeg'  # JPEG at the model's rate, interpolated on its curve.
+APPLY_FILES = ('.aec',)  # `python -m ae_research.apply` writes the file too.
 
 
 def out_features(config: Any) -> int:
@@ -78,6 +79,62 @@ def code_image(codec, image: np.ndarray):
   row = rd.point(len(data), decoded, image)
   row['bpp_estimated'] = codec.estimated_bits(image) / (h * w)
   return row, decoded, data
+
+
+def closest_classical(image: np.ndarray, codec_name: str, bpp: float):
+  """(bpp, decoded uint8 image) of Pillow's JPEG or WebP at the quality
+  whose rate on `image` is nearest `bpp` (bisection over quality 1-100)."""
+  pixels = image.shape[0] * image.shape[1]
+  tried = {}
+
+  def at(q):
+    if q not in tried:
+      data, decoded = rd.classical_roundtrip(image, codec_name, q)
+      tried[q] = (8 * len(data) / pixels, decoded)
+    return tried[q][0]
+
+  lo, hi = 1, 100
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    lo, hi = (mid, hi) if at(mid) < bpp else (lo, mid)
+  best = min((lo, hi), key=lambda q: abs(at(q) - bpp))
+  return tried[best]
+
+
+def make_applier(config: Any, state: Any, plan: Any) -> Callable:
+  """apply(image, compare, on_tile) -> apply.Result for
+  `python -m ae_research.apply`: the image coded to a real .aec file (alpha
+  stored losslessly beside the coded color) and decoded from it; the
+  comparison shows JPEG and WebP at about the same rate."""
+  from ae_research import apply as apply_lib  # pylint: disable=g-import-not-at-top
+  from ae_research import codec as codec_lib  # pylint: disable=g-import-not-at-top
+  from ae_research import image_io  # pylint: disable=g-import-not-at-top
+  codec = codec_lib.Codec(config, state.params, state.model_state, plan)
+
+  def apply(image, compare: bool = False, on_tile=None):
+    codec.on_tile = on_tile
+    planes = [image_io.to_uint8(image.pixels)]
+    if image.alpha is not None:
+      planes.append(image_io.to_uint8(image.alpha))
+    data = codec.encode(np.concatenate(planes, -1))
+    decision = codec.last_decision
+    decoded = codec.decode(data).astype(np.float32) / 255.0
+    channels = image.pixels.shape[-1]
+    h, w = decoded.shape[:2]
+    bpp = 8 * len(data) / (h * w)
+    out = image_io.Image(decoded[..., :channels],
+                         decoded[..., channels:] if image.alpha is not None else None, 8)
+    result = apply_lib.Result(out, {'.aec': data}, decision=decision,
+                              note=f'{len(data)} bytes, {bpp:.4f} bpp')
+    if compare:
+      rgb = image.rgb_uint8()
+      result.compare = [('original', rgb / 255.0), (f'model {bpp:.3f} bpp', out.pixels)]
+      for name in ('jpeg', 'webp'):
+        rate, pixels = closest_classical(rgb, name, bpp)
+        result.compare.append((f'{name} {rate:.3f} bpp', pixels / 255.0))
+    return result
+
+  return apply
 
 
 def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,

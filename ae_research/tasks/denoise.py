@@ -26,6 +26,11 @@ def out_features(config: Any) -> int:
   return 3
 
 
+def input_channels(config: Any) -> int:
+  del config
+  return 3
+
+
 def corrupt(clean: np.ndarray, rng: np.random.Generator,
             c: Any) -> tuple[np.ndarray, np.ndarray | None]:
   """(corrupted image, HxWx1 map of the damaged pixels or None)."""
@@ -48,6 +53,18 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   pair = {'input': corrupted, 'target': clean}
   if damage is not None:
     pair['damage'] = damage
+  return pair
+
+
+def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
+  """A user's corrupted image as the model's input. A gray image goes in as
+  RGB and comes out gray. For the inpainting corruptions, the damaged pixels
+  the classical method fills are guessed as those at the corruption's value
+  (black in every channel)."""
+  x = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
+  pair = {'input': x, 'shown': x, 'gray': image.shape[-1] == 1}
+  if config.denoise.noise in ('mask', 'crosshair'):
+    pair['damage'] = np.all(x <= 0.5 / 255.0, axis=-1, keepdims=True).astype(np.float32)
   return pair
 
 

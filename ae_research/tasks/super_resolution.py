@@ -25,6 +25,11 @@ def out_features(config: Any) -> int:
   return 3
 
 
+def input_channels(config: Any) -> int:
+  del config
+  return 3
+
+
 def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
               config: Any) -> dict[str, np.ndarray]:
   del rng  # The degradation is fixed.
@@ -33,6 +38,16 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   lr = corruptions.quantize(corruptions.bicubic_downscale(hr, scale))
   return {'input': corruptions.quantize(corruptions.bicubic_upscale(lr, scale)),
           'target': hr}
+
+
+def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
+  """A user's low-resolution image, upsampled by bicubic as in training; it
+  is shown beside the output with its pixels enlarged (nearest)."""
+  s = config.sr.scale
+  x = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
+  shown = np.repeat(np.repeat(x, s, axis=0), s, axis=1)
+  return {'input': corruptions.quantize(corruptions.bicubic_upscale(x, s)),
+          'shown': shown, 'gray': image.shape[-1] == 1}
 
 
 def loss(pred: jax.Array, batch: dict[str, jax.Array],

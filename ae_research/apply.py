@@ -1,0 +1,338 @@
+"""Runs a trained model on your own images.
+
+  python -m ae_research.apply --workdir=runs/denoise --output=out photo.jpg photos/
+  python -m ae_research.apply --workdir=runs/sr_x3 --output=out --compare small.png
+
+Uses the config stored in the workdir and its latest checkpoint (or --step),
+and does what the run's experiment does: denoise, colorize, upscale by the
+model's factor, or compress and decompress. For every input it writes
+OUT/<name>.png (at the input's bit depth, its alpha carried through), for a
+compression run also OUT/<name>.aec (the compressed file), and with
+--compare OUT/compare/<name>.png: input | output | classical baseline(s)
+(| the original). Inputs are image files or folders (their images, recursively;
+the outputs keep the folder's layout).
+
+Images of any size: one too large for memory whole runs in overlapping tiles
+(`ae_research.tiling`) that give the whole image's output. A file that
+cannot be read is reported and skipped, and the exit status is then 1;
+existing outputs are never replaced without --overwrite.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae_research import corruptions, image_io, steps, summaries, tasks, tiling, train
+
+
+@dataclasses.dataclass
+class Result:
+  """What applying a run to one image gives."""
+  image: image_io.Image  # The output.
+  files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # By suffix.
+  compare: list = dataclasses.field(default_factory=list)  # [(label, HxWxC)].
+  decision: Optional[tiling.Decision] = None  # Whole or tiled.
+  note: str = ''  # Shown after the file's name, e.g. its rate.
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+  rgb = lambda x: np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
+  return a.shape[:2] == b.shape[:2] and np.array_equal(rgb(a), rgb(b))
+
+
+def carry_alpha(alpha: Optional[np.ndarray], h: int, w: int) -> Optional[np.ndarray]:
+  """The input's alpha for an output of h x w (bicubic if resized)."""
+  if alpha is None or alpha.shape[:2] == (h, w):
+    return alpha
+  return np.clip(corruptions.resize(alpha, (w, h)), 0.0, 1.0)
+
+
+def default_applier(task, config: Any, state: Any, plan: tiling.Tiling) -> Callable:
+  """apply(image, compare, on_tile) -> Result for the image-to-image tasks:
+  the task's `apply_pair` makes the model's input from the image."""
+  _, model, _ = train.build(config, None)
+  predict = jax.jit(steps.make_predict(model))
+  multiple = 2 ** len(config.model.features)
+
+  def apply(image: image_io.Image, compare: bool = False,
+            on_tile: Optional[Callable] = None) -> Result:
+    pair = task.apply_pair(image.pixels, config)
+    out, decision = tiling.apply_image(predict, state, pair['input'], multiple,
+                                       plan, on_tile)
+    out = np.clip(out, 0.0, 1.0)
+    if pair.get('gray'):
+      out = corruptions.grayscale(out)
+    h, w = out.shape[:2]
+    result = Result(image_io.Image(out, carry_alpha(image.alpha, h, w),
+                                   image.bit_depth), decision=decision)
+    if compare:
+      baseline = np.asarray(task.baseline({'input': jnp.asarray(pair['input'][None])}))[0]
+      others = {task.BASELINE_NAME: baseline, **task.classical(pair, config)}
+      result.compare = [('input', pair['shown']), ('model', out)] + [
+          (name, np.clip(p, 0.0, 1.0)) for name, p in others.items()
+          if not _same(p, pair['shown'])]
+      if 'original' in pair:
+        result.compare.append(('original', pair['original']))
+    return result
+
+  return apply
+
+
+class Applier:
+  """A trained run as a function of one image:
+
+    applier = Applier('runs/denoise')
+    result = applier(image_io.read('photo.png'), compare=True)
+    result.image.pixels   # the output; result.files: e.g. {'.aec': bytes}
+  """
+
+  def __init__(self, workdir: str, step: Optional[int] = None,
+               plan: tiling.Tiling = tiling.Tiling()):
+    self.config = train.load_config(workdir)
+    self.task = tasks.get(self.config.task)
+    self.state, self.step = train.restore_latest(self.config, workdir, step)
+    make = getattr(self.task, 'make_applier', None)
+    self._apply = (make(self.config, self.state, plan) if make else
+                   default_applier(self.task, self.config, self.state, plan))
+    # Files written per image; the PNG comes first.
+    self.suffixes = ('.png',) + tuple(getattr(self.task, 'APPLY_FILES', ()))
+
+  def __call__(self, image: image_io.Image, compare: bool = False,
+               on_tile: Optional[Callable[[int, int], None]] = None) -> Result:
+    return self._apply(image, compare, on_tile)
+
+
+# ---------------------------------------------------------------------------
+# The command line.
+
+
+def collect(paths: list[str], exclude: str) -> list[tuple[str, str]]:
+  """(path, name) of every input: files as given, the images in folders
+  recursively (name: the path inside the folder, without extension), skipping
+  anything under `exclude`. ValueError for a path that does not exist or a
+  folder without images."""
+  exclude = os.path.abspath(exclude)
+  found = []
+  for path in paths:
+    if os.path.isfile(path):
+      found.append((path, os.path.splitext(os.path.basename(path))[0]))
+    elif os.path.isdir(path):
+      inside = []
+      for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.') and
+                         os.path.abspath(os.path.join(root, d)) != exclude)
+        for f in sorted(files):
+          if f.lower().endswith(image_io.EXTENSIONS) and not f.startswith('.'):
+            full = os.path.join(root, f)
+            inside.append((full, os.path.splitext(os.path.relpath(full, path))[0]))
+      if not inside:
+        raise ValueError(f'{path} holds no image files '
+                         f'({", ".join(image_io.EXTENSIONS)})')
+      found += inside
+    else:
+      raise ValueError(f'{path}: no such file or folder')
+  names: dict[str, list[str]] = {}
+  for path, name in found:
+    names.setdefault(name, []).append(path)
+  clashes = {n: p for n, p in names.items() if len(p) > 1}
+  if clashes:
+    raise ValueError('these inputs would write the same outputs: ' + '; '.join(
+        f'{" and ".join(p)} (as {n})' for n, p in clashes.items()) +
+        '. Apply them in separate runs with different --output folders.')
+  return found
+
+
+def outputs(out_dir: str, name: str, suffixes: tuple[str, ...],
+            compare: bool) -> dict[str, str]:
+  """The paths one input writes, by suffix ('compare': the comparison)."""
+  paths = {s: os.path.join(out_dir, name + s) for s in suffixes}
+  if compare:
+    paths['compare'] = os.path.join(out_dir, 'compare', name + '.png')
+  return paths
+
+
+def _write(path: str, write: Callable[[str], None]) -> None:
+  """Through a temporary file: an interrupted write leaves no half file."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                     f'.{os.path.basename(path)}.tmp')
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _write_bytes(data: bytes) -> Callable[[str], None]:
+  def write(path):
+    with open(path, 'wb') as f:
+      f.write(data)
+  return write
+
+
+def save(result: Result, paths: dict[str, str]) -> None:
+  """Writes a result to the paths `outputs` gave."""
+  image = result.image
+  for key, path in paths.items():
+    if key == '.png':
+      _write(path, lambda p: image_io.write_png(p, image.pixels, image.alpha,
+                                                image.bit_depth))
+    elif key == 'compare':
+      grid = summaries.labelled_row(result.compare)
+      _write(path, lambda p: summaries.save_png(p, grid))
+    else:
+      _write(path, _write_bytes(result.files[key]))
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='python -m ae_research.apply',
+      description='Apply a trained run to image files or folders of images.')
+  p.add_argument('inputs', nargs='+', metavar='INPUT',
+                 help='image files, or folders of images (searched recursively)')
+  p.add_argument('--workdir', required=True, help='the training run to apply')
+  p.add_argument('--output', required=True, help='folder for the outputs')
+  p.add_argument('--step', type=int, default=None,
+                 help='checkpoint step to use (default: the latest)')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace outputs that exist (by default such inputs are skipped)')
+  p.add_argument('--compare', action='store_true',
+                 help='also write compare/<name>.png: input | output | '
+                      'classical baseline')
+  t = tiling.Tiling()
+  p.add_argument('--tiling', choices=tiling.MODES, default=t.mode,
+                 help='auto: tiles only images that would not fit in memory '
+                      'whole (default); always; never')
+  p.add_argument('--tile_size', type=int, default=t.tile_size,
+                 help='side of a tile, in model-input pixels (default %(default)s)')
+  p.add_argument('--tile_halo', type=int, default=t.halo,
+                 help="context pixels around each tile (default: the model's "
+                      'receptive field, which makes tiles exact)')
+  p.add_argument('--tile_blend', type=int, default=t.blend,
+                 help='pixels over which tiles cross-fade (default %(default)s)')
+  p.add_argument('--tile_batch', type=int, default=t.batch,
+                 help='tiles per model call (default %(default)s)')
+  p.add_argument('--memory_mb', type=int, default=None,
+                 help='memory budget for one whole image before tiling '
+                      '(default: half the free device memory)')
+  return p
+
+
+class _Progress:
+  """Progress over the files on stderr: a bar (and one for the tiles of a
+  large image) on a terminal, else one line per file (for logs)."""
+
+  def __init__(self, total: int):
+    self.total, self.done, self.start = total, 0, time.perf_counter()
+    self.tiles = None
+    self.bar = None
+    if sys.stderr.isatty():
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._tqdm = tqdm
+      self.bar = tqdm(total=total, unit='image', desc='images', file=sys.stderr,
+                      dynamic_ncols=True)
+
+  def write(self, message: str) -> None:
+    if self.bar is not None:
+      self._tqdm.write(message, file=sys.stderr)
+    else:
+      print(message, file=sys.stderr, flush=True)
+
+  def on_tile(self, done: int, total: int) -> None:
+    if self.bar is None:
+      return
+    if self.tiles is None:
+      self.tiles = self._tqdm(total=total, unit='tile', desc='  tiles',
+                              file=sys.stderr, leave=False, dynamic_ncols=True)
+    self.tiles.update(done - self.tiles.n)
+
+  def next_file(self, name: str, megapixels_per_s: float) -> None:
+    self.done += 1
+    if self.tiles is not None:
+      self.tiles.close()
+      self.tiles = None
+    if self.bar is not None:
+      self.bar.set_postfix_str(f'{name} {megapixels_per_s:.2f} MP/s')
+      self.bar.update(1)
+      return
+    elapsed = time.perf_counter() - self.start
+    eta = elapsed / self.done * (self.total - self.done)
+    self.write(f'[{self.done}/{self.total}] {name} {megapixels_per_s:.2f} MP/s '
+               f'ETA {summaries.format_duration(eta)}')
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  args = _parser().parse_args(argv)
+  # Everything that can be wrong with the command is found before any compute.
+  try:
+    plan = tiling.Tiling(
+        mode=args.tiling, tile_size=args.tile_size, halo=args.tile_halo,
+        blend=args.tile_blend, batch=args.tile_batch,
+        memory_bytes=None if args.memory_mb is None else args.memory_mb * 2**20)
+    if args.memory_mb is not None and args.memory_mb < 1:
+      raise ValueError(f'--memory_mb={args.memory_mb} must be positive')
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+      raise ValueError(f'--output={args.output} is a file, not a folder')
+    inputs = collect(args.inputs, exclude=args.output)
+    applier = Applier(args.workdir, args.step, plan)
+  except (ValueError, train.WorkdirMismatch) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+  todo, skipped = [], 0
+  for path, name in inputs:
+    paths = outputs(args.output, name, applier.suffixes, args.compare)
+    existing = [p for p in paths.values() if os.path.exists(p)]
+    if existing and not args.overwrite:
+      print(f'skipped {path}: {existing[0]} exists (pass --overwrite to '
+            'replace it)', file=sys.stderr)
+      skipped += 1
+    else:
+      todo.append((path, name, paths))
+  print(f'{args.workdir}: {applier.config.task}, step {applier.step}; '
+        f'{len(todo)} image(s) -> {args.output}', file=sys.stderr)
+
+  failed, written = [], 0
+  progress = _Progress(len(todo))
+  try:
+    for path, name, paths in todo:
+      start = time.perf_counter()
+      try:
+        image = image_io.read(path)
+        result = applier(image, compare=args.compare, on_tile=progress.on_tile)
+      except (image_io.ImageError, ValueError) as e:
+        progress.write(f'error: {e}; skipped')
+        failed.append(path)
+        progress.next_file(name, 0.0)
+        continue
+      save(result, paths)
+      written += 1
+      h, w = image.pixels.shape[:2]
+      d = result.decision
+      if d is not None and d.tiled:
+        progress.write(f'{name}: {w}x{h} in tiles ({d.reason}; '
+                       f'{"exact" if d.exact else "blended"})')
+      if result.note:
+        progress.write(f'{name}: {result.note}')
+      progress.next_file(name, h * w / 1e6 / (time.perf_counter() - start))
+  finally:
+    progress.close()
+  print(f'{written} written, {skipped} skipped (outputs exist), {len(failed)} '
+        f'failed' + (': ' + ', '.join(failed) if failed else ''), file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
