@@ -65,17 +65,23 @@ class Tiling:
 
 
 def windows(n: int, tile: int, halo: int, blend: int) -> list[tuple[int, int]]:
-  """[start, stop) of the tiles along an axis of `n` cells: `tile` long,
-  neighbours overlapping by at least 2 * halo + blend."""
+  """[start, stop) of the tiles along an axis of `n` cells: as few as tiles of
+  at most `tile` cells allow, all the same length, neighbours overlapping by
+  at least 2 * halo + blend."""
   if n <= tile:
     return [(0, n)]
-  stride = tile - 2 * halo - blend
-  if stride < 1:
+  overlap = 2 * halo + blend
+  if tile <= overlap:
     raise ValueError(f'tiles of {tile} cells cannot keep anything with a halo '
                      f'of {halo} and a blend of {blend} cells on each side; '
                      'use larger tiles or a smaller halo')
-  starts = list(range(0, n - tile, stride)) + [n - tile]
-  return [(s, s + tile) for s in starts]
+  count = -(-(n - overlap) // (tile - overlap))
+  # The shortest equal tiles that cover the axis in `count` steps: less
+  # computed twice than with full tiles and a last one pushed back.
+  tile = -(-(n - overlap) // count) + overlap
+  stride = tile - overlap
+  return [(min(i * stride, n - tile), min(i * stride, n - tile) + tile)
+          for i in range(count)]
 
 
 def ramp(start: int, stop: int, n: int, halo: int, blend: int,
@@ -114,8 +120,10 @@ def apply_tiled(fn: Callable, variables: Any, x_HxWxC: np.ndarray, *,
   for group in by_shape.values():
     for i in range(0, len(group), batch):
       chunk = group[i:i + batch]
+      # A short last batch is filled up, so one shape compiles once.
+      full = chunk + chunk[-1:] * (min(batch, len(group)) - len(chunk))
       xs = np.stack([x_HxWxC[r0 * in_cell:r1 * in_cell, c0 * in_cell:c1 * in_cell]
-                     for (r0, r1), (c0, c1) in chunk])
+                     for (r0, r1), (c0, c1) in full])
       ys = np.asarray(fn(variables, jnp.asarray(xs)), np.float32)
       if out is None:
         out = np.zeros((nh * out_cell, nw * out_cell, ys.shape[-1]), np.float32)

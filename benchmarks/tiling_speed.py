@@ -60,13 +60,14 @@ def main():
 
   d = decisions['tiled']
   padded = tiling.pad_to(x, multiple).shape
-  cells = min(d.tile, padded[0] // multiple)
-  tile_shape = (args.tile_batch, cells * multiple, cells * multiple, x.shape[-1])
+  (r0, r1), = tiling.windows(padded[0] // multiple, d.tile, d.halo, d.blend)[:1]
+  tile_shape = (args.tile_batch, (r1 - r0) * multiple, (r1 - r0) * multiple,
+                x.shape[-1])
   memory = {'whole': tiling.whole_image_bytes(predict, state, (1,) + padded),
             'tiled': tiling.whole_image_bytes(predict, state, tile_shape)}
   print(f'{config.task} model {tuple(config.model.features)}, '
         f'{side}x{side} ({megapixels:.1f} MP), {jax.devices()[0].platform}; '
-        f'tiles of {d.tile * multiple} px with a halo of {d.halo * multiple} px '
+        f'tiles of {tile_shape[1]} px (at most {d.tile * multiple}) with a halo of {d.halo * multiple} px '
         f'(the receptive field), {args.tile_batch} per call')
   print('| | seconds | MP/s | XLA memory estimate (MiB) |\n|---|---|---|---|')
   for name in plans:

@@ -29,8 +29,10 @@ def test_windows_cover_the_axis_and_keep_only_context_free_pixels(n, tile, halo,
   out_cell = 2
   total = np.zeros(n * out_cell)
   spans = tiling.windows(n, tile, halo, blend)
+  length = spans[0][1] - spans[0][0]
+  assert length <= tile
   for start, stop in spans:
-    assert 0 <= start < stop <= n and stop - start == min(tile, n)
+    assert 0 <= start < stop <= n and stop - start == length
     weight = tiling.ramp(start, stop, n, halo, blend, out_cell)
     assert weight.min() >= 0 and weight.max() <= 1
     kept = np.nonzero(weight)[0] + start * out_cell
@@ -42,8 +44,16 @@ def test_windows_cover_the_axis_and_keep_only_context_free_pixels(n, tile, halo,
     total[start * out_cell:stop * out_cell] += weight
   assert total.min() > 0
   # Where neighbours cross-fade at the nominal overlap, weights sum to 1.
-  if len(spans) > 1 and spans[1][0] == tile - 2 * halo - blend and blend:
+  if len(spans) > 1 and spans[1][0] == length - 2 * halo - blend and blend:
     assert np.isclose(total[(tile - halo - blend) * out_cell], 1.0)
+
+
+def test_windows_are_as_few_as_the_tile_size_allows():
+  # 1414 cells, tiles of at most 256 with 30 of overlap: 7 tiles of 228, not
+  # 7 of 256.
+  spans = tiling.windows(1414, 256, 11, 8)
+  assert len(spans) == 7 and {b - a for a, b in spans} == {228}
+  assert spans[-1][1] == 1414
 
 
 def test_windows_refuse_tiles_that_keep_nothing():
