@@ -97,7 +97,9 @@ class Applier:
                plan: tiling.Tiling = tiling.Tiling()):
     self.config = train.load_config(workdir)
     self.task = tasks.get(self.config.task)
-    self.state, self.step = train.restore_latest(self.config, workdir, step)
+    state, self.step = train.restore_latest(self.config, workdir, step)
+    # One image at a time runs on one device (restored, it is replicated).
+    self.state = jax.device_put(state, jax.devices()[0])
     make = getattr(self.task, 'make_applier', None)
     self._apply = (make(self.config, self.state, plan) if make else
                    default_applier(self.task, self.config, self.state, plan))
@@ -159,16 +161,8 @@ def outputs(out_dir: str, name: str, suffixes: tuple[str, ...],
 
 
 def _write(path: str, write: Callable[[str], None]) -> None:
-  """Through a temporary file: an interrupted write leaves no half file."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                     f'.{os.path.basename(path)}.tmp')
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  summaries.write_through_temp(path, write)
 
 
 def _write_bytes(data: bytes) -> Callable[[str], None]:

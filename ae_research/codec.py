@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import compression, tiling
+from ae_research import compression, summaries, tiling
 
 MAGIC = b'AEC'
 VERSION = 2
@@ -334,13 +334,7 @@ def _write_new(path: str, write, overwrite: bool) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(directory):
     raise CodecError(f'{directory} is not a folder')
-  tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  summaries.write_through_temp(path, write)
 
 
 def main(argv=None) -> int:

@@ -59,6 +59,19 @@ def save_png(path: str, image_uint8: np.ndarray, scale: int = 1) -> None:
   img.save(path, format='PNG')
 
 
+def write_through_temp(path: str, write) -> None:
+  """`write(tmp)` to a temporary file beside `path`, then renamed to it: an
+  interrupted or failed write leaves no half file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def write_json(path: str, data: Any) -> None:
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:

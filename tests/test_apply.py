@@ -141,7 +141,7 @@ def test_existing_outputs_are_kept_unless_overwrite(runs, inputs, tmp_path, caps
   assert not [f for f in os.listdir(out) if f.endswith('.tmp')]
 
 
-def test_tiled_output_equals_whole_output(runs, inputs, tmp_path, capsys):
+def test_tiled_output_equals_whole_output(runs, inputs, tmp_path, capsys, monkeypatch):
   workdir = runs['denoise'][0]
   big = tmp_path / 'big.png'
   png.from_array(np.round(_smooth(120, 400, 3, seed=5) * 65535).astype(np.uint16)
@@ -155,6 +155,11 @@ def test_tiled_output_equals_whole_output(runs, inputs, tmp_path, capsys):
     assert ('in tiles' in err) == (flags != ['--tiling=never'])
     outs[flags[0]] = image_io.read(str(out / 'big.png')).pixels
   assert 'exact' in err and 'over the budget of 1 MiB' in err
+  # On a terminal: a bar over the images, and one over the tiles.
+  monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+  rc, err = _main(capsys, big, f'--workdir={workdir}', f'--output={tmp_path}/tty',
+                  '--tiling=always', '--tile_size=32')
+  assert rc == 0 and 'images: 100%' in err and 'tiles:' in err
   whole = outs.pop('--tiling=never')
   for tiled in outs.values():
     np.testing.assert_allclose(tiled, whole, atol=1e-4 + 1 / 65535)
