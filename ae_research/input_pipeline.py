@@ -1,4 +1,4 @@
-"""Input pipelines: grain over random-access sources, one shard per process.
+"""Input pipelines: grain over random-access sources, one part per process.
 
 Training batches are deterministic for a seed: the order is a function of
 (seed, epoch) and each example's corruption of (seed, index), so the
@@ -25,11 +25,19 @@ def _pair_fn(task, config, crop: bool = False):
 
 def train_dataset(source, task, config, local_batch_size: int,
                   process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-  """Shuffled, repeated and batched pairs for this process."""
-  ds = grain.MapDataset.source(source)[process_index::process_count]
-  ds = ds.seed(config.seed).shuffle().repeat()
+  """Shuffled, repeated and batched pairs: this process's part of each
+  global batch.
+
+  One global order (a function of the seed) is cut into blocks of
+  `local_batch_size`; global batch t is blocks t * process_count ... and
+  process i reads block t * process_count + i. Each example's crop and
+  corruption depend on its place in the global order, so K processes train
+  on exactly the batches one process would.
+  """
+  ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
   ds = ds.random_map(_pair_fn(task, config, crop=True))
   ds = ds.batch(local_batch_size, drop_remainder=True)
+  ds = ds[process_index::process_count]
   return ds.to_iter_dataset(grain.ReadOptions(
       num_threads=config.data_threads, prefetch_buffer_size=config.data_prefetch))
 

@@ -6,10 +6,11 @@
 
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ae_research import config_lib, train
+from ae_research import config_lib, parallel, preemption, train
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,6 +24,11 @@ _MODE = flags.DEFINE_enum(
     'train: train and evaluate (resuming). eval: score the latest checkpoint '
     'of --workdir on whole images of config.eval_dataset (e.g. '
     '--config.eval_dataset=folder:PATH).')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'],
+    'auto: join the other processes when started by `srun -n K` (K > 1); on: '
+    'always call jax.distributed.initialize() (Cloud TPU pods, clusters it '
+    'detects); off: one process.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -79,11 +85,16 @@ def main(argv):
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
   handler.addFilter(_QuietLibraries())
+  if parallel.initialize_distributed(_DISTRIBUTED.value) and jax.process_index():
+    logging.set_verbosity(logging.WARNING)  # Process 0 reports progress.
   try:
     if _MODE.value == 'train':
       train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     else:
       train.evaluate_workdir(_CONFIG.value, _WORKDIR.value)
+  except preemption.Preempted as e:
+    logging.warning('%s', e)
+    sys.exit(preemption.EXIT_STATUS)
   except (config_lib.ConfigError, train.WorkdirMismatch,
           train.TrainingDiverged, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)

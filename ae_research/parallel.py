@@ -1,5 +1,12 @@
-"""Data parallelism: a 1-D device mesh, batches sharded over it, state replicated."""
+"""Data parallelism: a 1-D device mesh over every device of every process,
+batches sharded over it, state replicated.
 
+A run across processes or hosts calls `initialize_distributed` first (main.py
+does): under `srun -n K`, on a Cloud TPU pod slice or another cluster that
+`jax.distributed.initialize()` detects.
+"""
+
+import os
 from typing import Any
 
 import jax
@@ -7,6 +14,32 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
+
+
+def initialize_distributed(mode: str = 'auto') -> bool:
+  """Joins the processes of a multi-process run; True if it did.
+
+  mode: 'auto' joins when SLURM started this process as one of several
+  tasks of a job step (srun -n K); 'on' always calls
+  `jax.distributed.initialize()`, which reads the cluster's environment
+  (SLURM, Cloud TPU, Open MPI, or JAX_COORDINATOR_ADDRESS...); 'off' never.
+  """
+  if mode == 'off' or (mode == 'auto' and
+                       int(os.environ.get('SLURM_STEP_NUM_TASKS', '1')) <= 1):
+    return False
+  # Collectives between CPU processes go through gloo (one CPU device per
+  # process: several per process deadlock XLA:CPU's collectives).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize()
+  return True
+
+
+def local_copy(tree: Any) -> Any:
+  """This process's copy of replicated arrays, on one of its devices: for
+  host-side work (whole-image evaluation, samples) that involves no other
+  process."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array)
+                      else x, tree)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

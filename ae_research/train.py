@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from ae_research import checkpointing, config_lib, datasets, evaluate, input_pipeline
-from ae_research import models, parallel, steps, summaries, tasks
+from ae_research import models, parallel, preemption, steps, summaries, tasks
 from configs import default as default_config
 
 
@@ -279,8 +279,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     """Logs the model's eval metrics; `full` is a whole-image evaluation
     already made by the caller."""
     if full is None and config.eval_whole_images:
-      full = evaluate_images(state, predict, task, test_source, config,
-                             classical=False)
+      full = evaluate_images(parallel.local_copy(state), predict, task,
+                             test_source, config, classical=False)
     if full is not None:
       results = full['mean']['model']
     else:
@@ -293,7 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         first = next(iter(eval_batches()))
         n = min(config.num_sample_images, len(first['input']))
         x, target = first['input'][:n], first['target'][:n]
-        columns = [x, np.asarray(predict(state, jnp.asarray(x))), target]
+        columns = [x, np.asarray(predict(parallel.local_copy(state), jnp.asarray(x))),
+                   target]
       else:  # The first test image, whole.
         columns = full['sample']
         x = columns[0]
@@ -308,10 +309,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   pending = None  # The previous step's metrics, fetched one step late.
   train_metrics = []
+  watcher = preemption.Watcher()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       state, metrics = train_step(state, next(batches),
                                   jax.random.fold_in(train_rng, step))
+      if watcher.reached(step) and step < config.num_train_steps:
+        # Every process stops here: save this step and leave.
+        ckpt.save(step, state, batches.get_state(), train_rng)
+        ckpt.wait()
+        logging.warning('SIGTERM: saved step %d in %s; exiting.', step, ckpt_dir)
+        raise preemption.Preempted(step, ckpt_dir)
       if pending is not None:  # Fetching step-1 lets the device run ahead.
         host = parallel.fetch(pending)
         _check_finite(step - 1, host, ckpt_dir, last_saved)
@@ -343,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                'dataset': config.eval_dataset or config.dataset}
     if config.eval_whole_images:  # One pass scores the model and the baselines.
       full = evaluate_images(
-          state, predict, task, test_source, config,
+          parallel.local_copy(state), predict, task, test_source, config,
           out_dir=os.path.join(workdir, 'eval') if is_chief else None)
       run_eval(final_step, full)
       summary.update(num_eval_examples=len(full['images']), **full['mean'],
@@ -363,6 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if is_chief:
       summaries.write_json(os.path.join(workdir, 'metrics.json'), summary)
   finally:
+    watcher.close()
     ckpt.close()
     writer.close()
   return state

@@ -81,7 +81,9 @@ def _tfds(config: Any, split: str, arg: str):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   split_name = config.tfds_splits[split]
   try:
-    source = tfds.data_source(arg, split=split_name, data_dir=data_dir(config))
+    # Never downloads: catalog data sets are prepared ahead (`tfds build`).
+    source = tfds.data_source(arg, split=split_name, data_dir=data_dir(config),
+                              download=False)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
         f'config.dataset=tfds:{arg}: could not open split {split_name!r} in '

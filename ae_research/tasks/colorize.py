@@ -14,8 +14,8 @@ import numpy as np
 from ae_research import metrics as metrics_lib
 
 NAME = 'colorize'
-RED = jnp.array([1.0, 0.0, 0.0])
-BLUE = jnp.array([0.0, 0.0, 1.0])
+RED = np.array([1.0, 0.0, 0.0], np.float32)
+BLUE = np.array([0.0, 0.0, 1.0], np.float32)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
