@@ -19,6 +19,7 @@ import subprocess
 import time
 
 PACKAGES = ('slurm-wlm', 'munge')
+LOCK = '/tmp/ae_research_slurm_cluster.lock'
 DAEMONS = ('munged', 'slurmctld', 'slurmd')
 
 
@@ -61,6 +62,19 @@ def _free_ports(n: int) -> list[int]:
   return ports
 
 
+def _steps_alive(job_id: str) -> bool:
+  """Whether a slurmstepd of the job runs (its title: 'slurmstepd: [JOB.STEP]')."""
+  title = f'slurmstepd: [{job_id}.'.encode()
+  for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        if f.read().startswith(title):
+          return True
+    except OSError:
+      continue
+  return False
+
+
 class LocalSlurm:
   """munged + slurmctld + slurmd for this machine, all state in `directory`."""
 
@@ -72,6 +86,7 @@ class LocalSlurm:
     self.conf = os.path.join(self.dir, 'slurm.conf')
     self.munge_socket = os.path.join(self.dir, 'munge', 'munge.socket')
     self.env = dict(os.environ, SLURM_CONF=self.conf)
+    self._lock = None
 
   def _path(self, *parts) -> str:
     path = os.path.join(self.dir, *parts)
@@ -103,7 +118,7 @@ class LocalSlurm:
         'SelectType=select/cons_tres', 'SelectTypeParameters=CR_CPU',
         'MpiDefault=none', 'ReturnToService=2', 'KillWait=30',
         'SlurmctldTimeout=30', 'SlurmdTimeout=30', 'InactiveLimit=0',
-        'MinJobAge=3600',
+        'MinJobAge=3600', f'FirstJobId={1000 + os.getpid() % 50000}',
         f'NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} '
         f'RealMemory={memory_mb} State=UNKNOWN',
         f'PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE '
@@ -128,6 +143,11 @@ class LocalSlurm:
 
   def start(self, timeout: float = 60.0) -> None:
     install()
+    # One cluster at a time on this machine (test processes run side by
+    # side): JAX derives its coordinator port from the job id, and two
+    # clusters would number their jobs alike.
+    self._lock = open(LOCK, 'w')  # pylint: disable=consider-using-with
+    fcntl.flock(self._lock, fcntl.LOCK_EX)
     os.makedirs(self.dir, exist_ok=True)
     key = self._path('munge', 'munge.key')
     with open(key, 'wb') as f:
@@ -155,6 +175,12 @@ class LocalSlurm:
                        f'{self.dir}/slurmctld.log and slurmd.log')
 
   def stop(self) -> None:
+    self._stop_daemons()
+    if self._lock is not None:
+      self._lock.close()  # Releases the lock.
+      self._lock = None
+
+  def _stop_daemons(self) -> None:
     for name in reversed(DAEMONS):
       pid = self.pids.pop(name, None)
       if pid is None:
@@ -171,6 +197,32 @@ class LocalSlurm:
         time.sleep(0.1)
       else:
         os.kill(pid, signal.SIGKILL)
+
+  def _job(self, job_id: str) -> dict[str, str]:
+    out = subprocess.run(['scontrol', '-o', 'show', 'job', job_id], env=self.env,
+                         capture_output=True, text=True).stdout
+    return dict(f.split('=', 1) for f in out.split() if '=' in f)
+
+  def requeue(self, job_id: str, timeout: float = 60.0) -> None:
+    """Requeues a job that has ended, as SLURM does a preempted one, and
+    returns once it is queued again. SLURM holds a requeued job for two
+    minutes; it is released at once."""
+    deadline = time.time() + timeout
+    # Relaunched while a step of its last run is still being cleaned up, the
+    # job would fail at once ("credential revoked"): SLURM's two minutes
+    # cover that, the test waits for it instead.
+    while _steps_alive(job_id):
+      if time.time() > deadline:
+        raise TimeoutError(f'the steps of job {job_id} did not end')
+      time.sleep(0.2)
+    restarts = int(self._job(job_id).get('Restarts', 0))
+    subprocess.run(['scontrol', 'requeue', job_id], env=self.env, check=True)
+    while int(self._job(job_id).get('Restarts', 0)) == restarts:
+      if time.time() > deadline:
+        raise TimeoutError(f'job {job_id} was not requeued')
+      time.sleep(0.2)
+    subprocess.run(['scontrol', 'update', f'JobId={job_id}', 'StartTime=now'],
+                   env=self.env, check=True)
 
   def wait(self, job_id: str, timeout: float = 600.0) -> dict[str, str]:
     """Waits until every task of a job has left the queue; returns

@@ -187,10 +187,7 @@ def test_sigterm_saves_and_the_requeued_job_resumes(cluster, env, tmp_path):
   assert len(saved) == 1 and 10 <= saved[0] < LONG  # Saved where it stopped.
   assert not os.path.exists(os.path.join(workdir, 'metrics.json'))
   # The requeued job starts again from the checkpoint and finishes...
-  subprocess.run(['scontrol', 'requeue', job], env=env, check=True)
-  # SLURM holds a requeued job for two minutes; the test need not wait.
-  subprocess.run(['scontrol', 'update', f'JobId={job}', 'StartTime=now'], env=env,
-                 check=True)
+  cluster.requeue(job)
   states = cluster.wait(job)
   log = log_path.read_text()
   assert states[job] == 'COMPLETED', log[-3000:]
