@@ -1,6 +1,8 @@
 """Data sources: embedded photos, image folders, TFDS catalog data sets."""
 
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,3 +89,20 @@ def test_tfds_missing_data_set_says_how_to_prepare_it(smoke_config, tmp_path):
 @pytest.mark.parametrize('name', ['', 'folder', 'tfds', 'imagenet', 'folder:'])
 def test_bad_dataset_names(name):
   assert datasets.check_name(name) is not None
+
+
+def test_processes_preparing_the_same_data_at_once_both_get_it(tmp_path):
+  """A sweep's points (or the processes of one run) may start together."""
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  code = ('import sys\nfrom ae_research import datasets\nfrom configs import colorize\n'
+          'c = colorize.get_config("smoke"); c.data_dir = sys.argv[1]\n'
+          'c.shapes.num_train, c.shapes.num_test = 300, 20\n'
+          's = datasets.get_source(c, "train"); print(len(s), int(s[7]["image"].sum()))')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for _, e in outs]
+  last = [o.strip().splitlines()[-1] for o, _ in outs]
+  assert last[0] == last[1] and last[0].startswith('300 ')

@@ -11,6 +11,8 @@ whole image so the test photos are never seen in training:
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ae_research.datasets import prepare
+
 
 def _skimage(name):
   def load():
@@ -72,6 +74,6 @@ class EmbeddedPhotos(tfds.core.GeneratorBasedBuilder):
 
 
 def builder(data_dir: str) -> EmbeddedPhotos:
-  b = EmbeddedPhotos(data_dir=data_dir or None, file_format='array_record')
-  b.download_and_prepare()
-  return b
+  return prepare.prepare_once(
+      lambda: EmbeddedPhotos(data_dir=data_dir or None, file_format='array_record'),
+      data_dir, 'embedded_photos')

@@ -11,6 +11,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ae_research.datasets import prepare
+
 BACKGROUND = 128
 SHAPE_GRAY = 200
 COLORS = {1: (255, 0, 0), 2: (0, 0, 255)}  # circle red, square blue
@@ -113,7 +115,6 @@ def builder(data_dir: str, image_size: int = 32, min_shapes: int = 1,
   # TFDS refuses a custom config named like a predefined one: pass the name.
   config = (name if name in Shapes.builder_configs
             else ShapesConfig(name=name, **kwargs))
-  b = Shapes(config=config, data_dir=data_dir or None,
-             file_format='array_record')
-  b.download_and_prepare()
-  return b
+  return prepare.prepare_once(
+      lambda: Shapes(config=config, data_dir=data_dir or None,
+                     file_format='array_record'), data_dir, f'shapes_{name}')
