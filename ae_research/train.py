@@ -6,6 +6,8 @@ Resumes from the latest checkpoint in `workdir/checkpoints` (train state, data
 position and RNG), so an interrupted run ends exactly where an uninterrupted
 one would. Writes progress lines, TensorBoard summaries (`workdir/tensorboard`),
 sample grids (`workdir/samples`) and, at the end, `workdir/metrics.json`.
+On SIGTERM (a scheduler's notice) every process saves a checkpoint of the
+same step and the run stops (`preemption.Preempted`); run again, it resumes.
 """
 
 import functools
@@ -160,7 +162,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
   state, step = restore_latest(config, workdir)
   out_dir = os.path.join(workdir, _eval_dir_name(name))
   results = whole_image_evaluator(task)(
-      state, jax.jit(steps.make_predict(model)), task, source, config,
+      parallel.local_copy(state), jax.jit(steps.make_predict(model)), task,
+      source, config,
       out_dir=out_dir if jax.process_index() == 0 else None)
   logging.info('step %d on %s (%d images), written to %s; means:\n%s', step,
                name, len(results['images']), out_dir, '\n'.join(
