@@ -185,6 +185,7 @@ def plot(study: Study, rows: list[dict[str, Any]], metric_name: str,
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   x_field, others = study.fields[0], study.fields[1:]
   numeric = all(isinstance(r.get(x_field), (int, float)) for r in rows)
   labels = sorted({_cell(r.get(x_field)) for r in rows}) if not numeric else None
@@ -211,6 +212,7 @@ def plot(study: Study, rows: list[dict[str, Any]], metric_name: str,
   elif all(r[x_field] > 0 for r in rows) and max(r[x_field] for r in rows) > 8 * min(
       r[x_field] for r in rows):
     ax.set_xscale('log')
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.set_xlabel(x_field)
   ax.set_ylabel(metric_name)
   ax.set_title(study.name)
