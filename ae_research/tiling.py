@@ -200,13 +200,20 @@ def free_memory_bytes() -> int:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
+_NEEDS: dict[tuple, int] = {}
+
+
 def whole_image_bytes(fn: Callable, variables: Any, shape) -> int:
   """XLA's estimate of the memory `fn` needs for one input of `shape`
-  (compiled ahead, not run; 0 where the backend gives no estimate)."""
-  lower = fn.lower if hasattr(fn, 'lower') else jax.jit(fn).lower
-  m = lower(variables, jax.ShapeDtypeStruct(shape, jnp.float32)).compile().memory_analysis()
-  return 0 if m is None else int(m.temp_size_in_bytes + m.argument_size_in_bytes
-                                 + m.output_size_in_bytes)
+  (compiled ahead, not run; 0 where the backend gives no estimate). Kept
+  per function and shape: evaluations during training ask again and again."""
+  key = (fn, tuple(shape))
+  if key not in _NEEDS:
+    lower = fn.lower if hasattr(fn, 'lower') else jax.jit(fn).lower
+    m = lower(variables, jax.ShapeDtypeStruct(shape, jnp.float32)).compile().memory_analysis()
+    _NEEDS[key] = 0 if m is None else int(
+        m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+  return _NEEDS[key]
 
 
 @dataclasses.dataclass
