@@ -19,70 +19,17 @@ existing outputs are never replaced without --overwrite.
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
-import jax.numpy as jnp
-import numpy as np
+from tqdm import tqdm
 
-from ae_research import corruptions, image_io, steps, summaries, tasks, tiling, train
-
-
-@dataclasses.dataclass
-class Result:
-  """What applying a run to one image gives."""
-  image: image_io.Image  # The output.
-  files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # By suffix.
-  compare: list = dataclasses.field(default_factory=list)  # [(label, HxWxC)].
-  decision: Optional[tiling.Decision] = None  # Whole or tiled.
-  note: str = ''  # Shown after the file's name, e.g. its rate.
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-  rgb = lambda x: np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
-  return a.shape[:2] == b.shape[:2] and np.array_equal(rgb(a), rgb(b))
-
-
-def carry_alpha(alpha: Optional[np.ndarray], h: int, w: int) -> Optional[np.ndarray]:
-  """The input's alpha for an output of h x w (bicubic if resized)."""
-  if alpha is None or alpha.shape[:2] == (h, w):
-    return alpha
-  return np.clip(corruptions.resize(alpha, (w, h)), 0.0, 1.0)
-
-
-def default_applier(task, config: Any, state: Any, plan: tiling.Tiling) -> Callable:
-  """apply(image, compare, on_tile) -> Result for the image-to-image tasks:
-  the task's `apply_pair` makes the model's input from the image."""
-  _, model, _ = train.build(config, None)
-  predict = jax.jit(steps.make_predict(model))
-  multiple = 2 ** len(config.model.features)
-
-  def apply(image: image_io.Image, compare: bool = False,
-            on_tile: Optional[Callable] = None) -> Result:
-    pair = task.apply_pair(image.pixels, config)
-    out, decision = tiling.apply_image(predict, state, pair['input'], multiple,
-                                       plan, on_tile)
-    out = np.clip(out, 0.0, 1.0)
-    if pair.get('gray'):
-      out = corruptions.grayscale(out)
-    h, w = out.shape[:2]
-    result = Result(image_io.Image(out, carry_alpha(image.alpha, h, w),
-                                   image.bit_depth), decision=decision)
-    if compare:
-      baseline = np.asarray(task.baseline({'input': jnp.asarray(pair['input'][None])}))[0]
-      others = {task.BASELINE_NAME: baseline, **task.classical(pair, config)}
-      result.compare = [('input', pair['shown']), ('model', out)] + [
-          (name, np.clip(p, 0.0, 1.0)) for name, p in others.items()
-          if not _same(p, pair['shown'])]
-      if 'original' in pair:
-        result.compare.append(('original', pair['original']))
-    return result
-
-  return apply
+from ae_research import errors, image_io, summaries, tasks, tiling
+from ae_research import workdir as workdir_lib
+from ae_research.tasks.base import Result
 
 
 class Applier:
@@ -95,16 +42,14 @@ class Applier:
 
   def __init__(self, workdir: str, step: Optional[int] = None,
                plan: tiling.Tiling = tiling.Tiling()):
-    self.config = train.load_config(workdir)
+    self.config = workdir_lib.load_config(workdir)
     self.task = tasks.get(self.config.task)
-    state, self.step = train.restore_latest(self.config, workdir, step)
+    state, self.step = workdir_lib.restore_latest(self.config, workdir, step)
     # One image at a time runs on one device (restored, it is replicated).
     self.state = jax.device_put(state, jax.devices()[0])
-    make = getattr(self.task, 'make_applier', None)
-    self._apply = (make(self.config, self.state, plan) if make else
-                   default_applier(self.task, self.config, self.state, plan))
+    self._apply = self.task.make_applier(self.task, self.config, self.state, plan)
     # Files written per image; the PNG comes first.
-    self.suffixes = ('.png',) + tuple(getattr(self.task, 'APPLY_FILES', ()))
+    self.suffixes = ('.png',) + tuple(self.task.APPLY_FILES)
 
   def __call__(self, image: image_io.Image, compare: bool = False,
                on_tile: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -229,14 +174,12 @@ class _Progress:
     self.tiles = None
     self.bar = None
     if sys.stderr.isatty():
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      self._tqdm = tqdm
       self.bar = tqdm(total=total, unit='image', desc='images', file=sys.stderr,
                       dynamic_ncols=True)
 
   def write(self, message: str) -> None:
     if self.bar is not None:
-      self._tqdm.write(message, file=sys.stderr)
+      tqdm.write(message, file=sys.stderr)
     else:
       print(message, file=sys.stderr, flush=True)
 
@@ -244,7 +187,7 @@ class _Progress:
     if self.bar is None:
       return
     if self.tiles is None:
-      self.tiles = self._tqdm(total=total, unit='tile', desc='  tiles',
+      self.tiles = tqdm(total=total, unit='tile', desc='  tiles',
                               file=sys.stderr, leave=False, dynamic_ncols=True)
     self.tiles.update(done - self.tiles.n)
 
@@ -281,7 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
       raise ValueError(f'--output={args.output} is a file, not a folder')
     inputs = collect(args.inputs, exclude=args.output)
     applier = Applier(args.workdir, args.step, plan)
-  except (ValueError, train.WorkdirMismatch) as e:
+  except (ValueError, errors.UserError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
 

@@ -12,7 +12,7 @@ Two models, both linen modules whose `__call__(x, train)` returns
   squashed to [0, 1] and quantized to `bits` bits (straight-through rounding),
   so the rate is the latent's size times `bits`.
 
-Both expose the integer interface the codec (`ae_research.codec`) codes:
+Both expose the integer interface the codec (`ae_research.aec`) codes:
 
   symbols = model.apply(variables, x, method='quantize')      # int32 [B,h,w,M]
   x_hat = model.apply(variables, symbols, method='dequantize')  # [B,H,W,3]
@@ -32,6 +32,7 @@ import numpy as np
 from ae_research import models
 
 MODELS = ('factorized', 'bottleneck')
+FACTORIZED_UPSAMPLE_KINDS = ('pixel_shuffle', 'transpose')
 LIKELIHOOD_BOUND = 1e-9
 # Coding tables cover each channel's symbols up to this tail mass; rarer
 # values are escaped (coded apart, exactly).
@@ -105,6 +106,8 @@ class EntropyBottleneck(nn.Module):
   def __call__(self, y_BxhxwxC: jax.Array) -> jax.Array:
     """P(the unit bin around y) under each channel's density, bounded below."""
     shape = y_BxhxwxC.shape
+    # The batch axis leads the merged N, so a batch-sharded y's sharding
+    # carries over (jax infers it, even under an Explicit mesh).
     y = y_BxhxwxC.reshape(-1, shape[-1]).T  # [C, N]
     lower = self.cdf_logits(y - 0.5)
     upper = self.cdf_logits(y + 0.5)
@@ -132,6 +135,9 @@ class FactorizedPrior(nn.Module):
   upsample: str = 'pixel_shuffle'
 
   def setup(self):
+    if self.upsample not in FACTORIZED_UPSAMPLE_KINDS:
+      raise ValueError(f'FactorizedPrior upsample={self.upsample!r}; choose '
+                       f'one of {FACTORIZED_UPSAMPLE_KINDS}')
     self.analysis_convs = [nn.Conv(f, (5, 5), strides=(2, 2))
                            for f in self.features]
     self.analysis_gdns = [GDN() for _ in self.features]
@@ -147,13 +153,21 @@ class FactorizedPrior(nn.Module):
       self.synthesis_convs = [nn.Conv(4 * f, (3, 3)) for f in outs]
     self.densities = EntropyBottleneck(self.latent_features)
 
+  @property
+  def downsampling(self) -> int:
+    """How much the latent is smaller than the image in height and width."""
+    return models.downsampling(self.features)
+
   def analysis(self, x_BxHxWx3: jax.Array) -> jax.Array:
+    """Image batch (sides multiples of `downsampling`) to latent."""
+    models.check_divisible(x_BxHxWx3, 'FactorizedPrior', self.features)
     x = x_BxHxWx3 - 0.5  # Centred pixels: faster early training.
     for conv, gdn in zip(self.analysis_convs, self.analysis_gdns):
       x = gdn(conv(x))
     return self.to_latent(x)
 
   def synthesis(self, y_Bxhxwxk: jax.Array) -> jax.Array:
+    models.check_batch(y_Bxhxwxk, 'FactorizedPrior.synthesis')
     x = self.from_latent(y_Bxhxwxk)
     for conv, gdn in zip(self.synthesis_convs, self.synthesis_gdns):
       x = conv(gdn(x))
@@ -209,8 +223,14 @@ class QuantizedAutoencoder(nn.Module):
   def levels(self) -> int:
     return 2 ** self.bits - 1
 
+  @property
+  def downsampling(self) -> int:
+    """How much the latent is smaller than the image in height and width."""
+    return models.downsampling(self.features)
+
   def latent(self, x_BxHxWx3: jax.Array) -> jax.Array:
     """The continuous latent in [0, levels] whose rounding is coded."""
+    models.check_divisible(x_BxHxWx3, 'QuantizedAutoencoder', self.features)
     return nn.sigmoid(self.encoder(x_BxHxWx3)) * self.levels
 
   def synthesis(self, y_Bxhxwxk: jax.Array) -> jax.Array:
@@ -304,8 +324,3 @@ def coding_tables(model: nn.Module, params: Any) -> tuple[np.ndarray, list[np.nd
     mass = np.maximum(np.diff(cdf[c, lo:hi + 2]), 0.0)
     pmfs.append(np.concatenate([mass, [max(1.0 - mass.sum(), 0.0)]]))
   return offsets, pmfs
-
-
-def downsampling(config: Any) -> int:
-  """How much the models shrink height and width."""
-  return 2 ** len(config.model.features)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import summaries, tiling
+from ae_research import models, summaries, tiling
 
 
 def apply_whole(predict: Callable, state: Any, x_HxWxC: np.ndarray,
@@ -46,7 +46,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
   'columns', 'sample': [input, output, target] of the first image}.
   """
   metrics_fn = jax.jit(functools.partial(task.metrics, config=config))
-  multiple = 2 ** len(config.model.features)
+  multiple = models.downsampling(config.model.features)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, sample = [], None
   for i in range(n):

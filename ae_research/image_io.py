@@ -21,11 +21,13 @@ import png
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from ae_research import errors
+
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _ORIENTATION = 0x0112  # The EXIF tag.
 
 
-class ImageError(ValueError):
+class ImageError(errors.UserError, ValueError):
   """A file that cannot be read as an image."""
 
 

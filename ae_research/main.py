@@ -2,15 +2,21 @@
 
   python -m ae_research.main --config=configs/colorize.py --workdir=runs/colorize \
       --config.optimizer.learning_rate=3e-4
+
+Parses the flags and calls `train.run`. A problem with the command (a flag,
+a config value, the workdir, the data) is one line on stderr and exit status
+2 (flags) or 1 (the rest); any other exception is a bug and shows its
+traceback. A run stopped by SIGTERM exits with status 143 after saving.
 """
 
+import importlib.util
 import sys
+from typing import Optional
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ae_research import config_lib, parallel, preemption, train
+from ae_research import errors, preemption, train
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,63 +46,75 @@ class _QuietLibraries:
     return record.levelno > 20 or not any(n in record.pathname for n in noisy)
 
 
-def _unknown_override(argv: list[str], config) -> str | None:
-  """The first --config.a.b=v naming no field, with the fields that exist."""
+def _unknown_field(flag: str, config) -> str:
+  """For --config.a.b naming no field: where the path breaks, and the
+  fields there are."""
+  path = flag[len('config.'):].split('.')
+  node = config
+  for i, key in enumerate(path):
+    if not hasattr(node, 'keys') or key not in node:
+      where = 'config' + ''.join(f'.{k}' for k in path[:i])
+      known = sorted(node.keys()) if hasattr(node, 'keys') else []
+      return (f'--{flag} names no config field: {where} has no {key!r}' +
+              (f'; its fields are {known}' if known else ''))
+    node = node[key]
+  return f'--{flag} is not a config field'
+
+
+def _load_config(argv: list[str]):
+  """The config that the last --config=PATH[:VARIANT] of argv names."""
+  spec = [a.split('=', 1)[1] for a in argv if a.startswith('--config=')][-1]
+  path, _, variant = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def _first_unknown_field(argv: list[str], config) -> Optional[str]:
+  """The message for the first --config.a.b=v naming no field, if any."""
   for arg in argv:
-    if not arg.startswith('--config.'):
-      continue
-    path = arg[len('--config.'):].split('=', 1)[0].split('.')
-    node = config
-    for i, key in enumerate(path):
-      if not hasattr(node, 'keys') or key not in node:
-        where = 'config' + ''.join(f'.{k}' for k in path[:i])
-        known = sorted(node.keys()) if hasattr(node, 'keys') else []
-        return (f'{arg.split("=")[0]} names no config field: {where} has no '
-                f'{key!r}' + (f'; its fields are {known}' if known else ''))
-      node = node[key]
+    if arg.startswith('--config.'):
+      flag = arg[2:].split('=', 1)[0]
+      node = config
+      for key in flag.split('.')[1:]:
+        if not hasattr(node, 'keys') or key not in node:
+          return _unknown_field(flag, config)
+        node = node[key]
   return None
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a clear message for an unknown config field."""
+  """absl's flag parsing; a bad flag is one line naming what is allowed."""
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e}\nPass --helpfull to see every flag.', file=sys.stderr)
-    sys.exit(2)
-  except (AttributeError, KeyError, TypeError) as e:
-    message = None
-    try:
-      config_arg = next(a.split('=', 1)[1] for a in argv
-                        if a.startswith('--config='))
-      config = config_flags.config_flags._LoadConfigModule(
-          'config', config_arg.split(':', 1)[0]).get_config(
-              *config_arg.split(':', 1)[1:])
-      message = _unknown_override(argv, config)
-    except Exception:  # pylint: disable=broad-except
-      pass
-    print(f'error: {message or e}', file=sys.stderr)
-    sys.exit(2)
+  # ml_collections reports an override of a missing field as an
+  # AttributeError or KeyError from inside the parse, absl as a flags.Error.
+  except (flags.Error, AttributeError, KeyError, TypeError) as e:
+    message = str(e)
+    if 'Traceback' in message:
+      # A config file that fails to load reports the traceback of the load;
+      # its last line says what is wrong.
+      lines = [l for l in message.splitlines() if l.strip()]
+      message = f'{lines[0].split(":", 1)[0]}: {lines[-1]}'
+    else:
+      message = _first_unknown_field(argv, _load_config(argv)) or message
+  print(f'error: {message}\nPass --helpfull to see every flag.', file=sys.stderr)
+  sys.exit(2)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
   handler.addFilter(_QuietLibraries())
-  if parallel.initialize_distributed(_DISTRIBUTED.value) and jax.process_index():
-    logging.set_verbosity(logging.WARNING)  # Process 0 reports progress.
   try:
-    if _MODE.value == 'train':
-      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    else:
-      train.evaluate_workdir(_CONFIG.value, _WORKDIR.value)
+    train.run(_CONFIG.value, _WORKDIR.value, _MODE.value, _DISTRIBUTED.value)
   except preemption.Preempted as e:
     logging.warning('%s', e)
     sys.exit(preemption.EXIT_STATUS)
-  except (config_lib.ConfigError, train.WorkdirMismatch,
-          train.TrainingDiverged, ValueError) as e:
+  except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
 

@@ -6,6 +6,13 @@
 `make_train_step` and `make_eval_step` close over the model, the optimizer and
 the task's loss; the returned functions are pure and run under `jax.jit` with
 a sharded batch or, given `axis_name`, under `jax.pmap`.
+
+What they need of a model: a linen module whose `__call__(x, train=...)`
+takes the input and a `train` keyword (batch norm and quantization noise
+depend on it), draws randomness only from the 'dropout' and 'noise' RNG
+streams, and keeps any state besides 'params' in mutable collections (e.g.
+'batch_stats'). Of a batch: a dict of arrays holding the model's input
+under `input_key` ('input' by default) and whatever the loss reads.
 """
 
 from typing import Any, Callable, Optional
@@ -21,6 +28,7 @@ Batch = dict[str, jax.Array]
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a training step updates (a pytree)."""
   step: jax.Array
   params: Any
   model_state: Any  # Collections other than params, e.g. batch_stats.
@@ -28,11 +36,13 @@ class TrainState:
 
 
 def init_variables(model: nn.Module, rng: jax.Array, input_shape) -> dict:
+  """The model's variables, initialized on zeros of `input_shape`."""
   return model.init(rng, jnp.zeros(input_shape, jnp.float32), train=False)
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        rng: jax.Array, input_shape) -> TrainState:
+  """Step 0: initialized parameters, other collections and optimizer state."""
   variables = dict(init_variables(model, rng, input_shape))
   params = variables.pop('params')
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -45,13 +55,14 @@ def _pmean(tree, axis_name):
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     loss_fn: Callable[[Any, Batch], Any],
-                    axis_name: Optional[str] = None):
+                    axis_name: Optional[str] = None, input_key: str = 'input'):
   """Returns train_step(state, batch, rng) -> (state, metrics).
 
   loss_fn(pred, batch) gives the per-example loss [B], or a dict of
   per-example terms whose 'loss' is minimized and whose other entries (rate,
   distortion...) are reported beside it. `rng` feeds the model's 'dropout'
-  and 'noise' (e.g. quantization noise) streams.
+  and 'noise' (e.g. quantization noise) streams. Metrics: the mean of each
+  term and 'grad_norm', averaged over `axis_name` under pmap.
   """
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array):
@@ -59,7 +70,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       variables = {'params': params, **state.model_state}
       mutable = list(state.model_state)
       pred, new_model_state = model.apply(
-          variables, batch['input'], train=True, mutable=mutable,
+          variables, batch[input_key], train=True, mutable=mutable,
           rngs={'dropout': rng, 'noise': jax.random.fold_in(rng, 1)})
       terms = loss_fn(pred, batch)
       if not isinstance(terms, dict):
@@ -89,12 +100,14 @@ def make_predict(model: nn.Module):
   return predict
 
 
-def make_eval_step(model: nn.Module, metrics_fn, axis_name: Optional[str] = None):
-  """Returns eval_step(state, batch) -> {name: (sum, count)} over the batch."""
+def make_eval_step(model: nn.Module, metrics_fn, axis_name: Optional[str] = None,
+                   input_key: str = 'input'):
+  """Returns eval_step(state, batch) -> {name: (sum, count)} over the batch;
+  metrics_fn(pred, batch) gives the sums and counts."""
   predict = make_predict(model)
 
   def eval_step(state: TrainState, batch: Batch):
-    sums = metrics_fn(predict(state, batch['input']), batch)
+    sums = metrics_fn(predict(state, batch[input_key]), batch)
     return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
   return eval_step

@@ -1,26 +1,33 @@
 """What a researcher looks at: progress lines, TensorBoard, PNG grids, JSON.
 
-TensorBoard event files are written with the `tensorboard` package alone (no
-TensorFlow). Only process 0 writes.
+TensorBoard event files are written with `tensorboardX` (no TensorFlow or
+PyTorch); view them with `tensorboard`. Only process 0 writes.
 """
 
-import io
+import itertools
 import json
 import os
 import time
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
-from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from PIL import Image, ImageDraw, ImageFont
+from tensorboardX import SummaryWriter
+
+from ae_research import image_io
+
+# tensorboardX names event files by the second and host alone and opens them
+# with 'wb': two Writers in one directory within a second would share, and
+# truncate, one file. The pid and a counter keep every Writer's file its own.
+_WRITER_IDS = itertools.count()
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
+  """[..., C] in [0, 1] to uint8 RGB: a gray channel is repeated to three."""
   image = np.asarray(image, np.float32)
   if image.shape[-1] == 1:
     image = np.repeat(image, 3, axis=-1)
-  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+  return image_io.to_uint8(image)
 
 
 def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
@@ -40,7 +47,6 @@ def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
 def labelled_row(columns: Sequence[tuple[str, np.ndarray]], pad: int = 2) -> np.ndarray:
   """Images side by side (HxWxC in [0, 1], the same height), each under its
   label, as uint8."""
-  from PIL import ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
   row = image_grid([c[None] for _, c in columns], pad)
   header = Image.new('RGB', (row.shape[1], 16), (255, 255, 255))
   draw, font = ImageDraw.Draw(header), ImageFont.load_default()
@@ -80,37 +86,46 @@ def write_json(path: str, data: Any) -> None:
 
 
 class Writer:
-  """TensorBoard scalars and images; a no-op when `enabled` is False."""
+  """TensorBoard scalars and images in one event file under `logdir`; a no-op
+  that writes no file when `enabled` is False."""
 
   def __init__(self, logdir: str, enabled: bool = True):
-    self._writer = EventFileWriter(logdir) if enabled else None
+    self._writer = None
+    self._closed = False
+    if enabled:
+      self._writer = SummaryWriter(
+          logdir, filename_suffix=f'.{os.getpid()}.{next(_WRITER_IDS)}')
 
-  def _add(self, step: int, values: list) -> None:
-    if self._writer is None:
-      return
-    event = event_pb2.Event(step=int(step), wall_time=time.time(),
-                            summary=summary_pb2.Summary(value=values))
-    self._writer.add_event(event)
+  def _live(self):
+    # tensorboardX reopens a closed SummaryWriter on the next call, in a
+    # second file; refuse instead, as tensorboard's own writer did.
+    if self._closed:
+      raise IOError('Writer is closed')
+    return self._writer
 
   def scalars(self, step: int, scalars: dict[str, float]) -> None:
-    self._add(step, [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
-                     for k, v in scalars.items()])
+    """One scalar per tag at `step`."""
+    writer, wall_time = self._live(), time.time()
+    if writer is not None:
+      for tag, value in scalars.items():
+        writer.add_scalar(tag, float(value), int(step), walltime=wall_time)
 
   def image(self, step: int, tag: str, image_uint8: np.ndarray) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(image_uint8).save(buf, format='PNG')
-    h, w, c = image_uint8.shape
-    img = summary_pb2.Summary.Image(height=h, width=w, colorspace=c,
-                                    encoded_image_string=buf.getvalue())
-    self._add(step, [summary_pb2.Summary.Value(tag=tag, image=img)])
+    """An HxWxC uint8 image at `step`."""
+    writer = self._live()
+    if writer is not None:
+      writer.add_image(tag, np.asarray(image_uint8, np.uint8), int(step),
+                       dataformats='HWC')
 
   def flush(self) -> None:
-    if self._writer is not None:
-      self._writer.flush()
+    writer = self._live()
+    if writer is not None:
+      writer.flush()
 
   def close(self) -> None:
-    if self._writer is not None:
+    if self._writer is not None and not self._closed:
       self._writer.close()
+      self._closed = True
 
 
 def format_duration(seconds: float) -> str:

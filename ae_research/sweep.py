@@ -25,6 +25,8 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+from matplotlib import ticker
+from matplotlib.figure import Figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,14 +184,11 @@ def plot(study: Study, rows: list[dict[str, Any]], metric_name: str,
          path: str) -> None:
   """Every metric path ending in `metric_name` against the first swept
   field, one line per value of the other swept fields; baselines dashed."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   x_field, others = study.fields[0], study.fields[1:]
   numeric = all(isinstance(r.get(x_field), (int, float)) for r in rows)
   labels = sorted({_cell(r.get(x_field)) for r in rows}) if not numeric else None
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
   groups: dict[tuple, list] = {}
   for r in rows:
     groups.setdefault(tuple(_cell(r.get(f)) for f in others), []).append(r)
@@ -212,7 +211,7 @@ def plot(study: Study, rows: list[dict[str, Any]], metric_name: str,
   elif all(r[x_field] > 0 for r in rows) and max(r[x_field] for r in rows) > 8 * min(
       r[x_field] for r in rows):
     ax.set_xscale('log')
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
   ax.set_xlabel(x_field)
   ax.set_ylabel(metric_name)
   ax.set_title(study.name)
@@ -220,7 +219,6 @@ def plot(study: Study, rows: list[dict[str, Any]], metric_name: str,
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def write_report(module, root: str) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import codec as codec_lib
-from ae_research import compression, datasets, rd
+from ae_research import aec, compression, datasets, rd
+from ae_research import workdir as workdir_lib
 from configs import compress as compress_config
 
 
@@ -41,14 +41,14 @@ def main():
   parser.add_argument('--repeats', type=int, default=3)
   args = parser.parse_args()
   if args.workdir:
-    codec = codec_lib.Codec.from_workdir(args.workdir)
+    codec = workdir_lib.load_codec(args.workdir)
     config = codec.config
   else:
     config = compress_config.get_config()
     model = compression.from_config(config)
     params = model.init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
                         jnp.zeros((1, 16, 16, 3)))['params']
-    codec = codec_lib.Codec(config, params)
+    codec = aec.Codec(config, params)
   if args.data_dir:
     config.data_dir = args.data_dir
   source = datasets.get_source(config, 'test', 'photos')

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 import skimage.data
 
-from ae_research import corruptions, steps, tiling, train
+from ae_research import corruptions, steps, tiling
+from ae_research import workdir as workdir_lib
 from configs import denoise
 
 
@@ -31,16 +32,16 @@ def main():
   parser.add_argument('--tile_batch', type=int, default=4)
   args = parser.parse_args()
   if args.workdir:
-    config = train.load_config(args.workdir)
-    state, _ = train.restore_latest(config, args.workdir)
-    task, model, _ = train.build(config, None)
+    config = workdir_lib.load_config(args.workdir)
+    state, _ = workdir_lib.restore_latest(config, args.workdir)
+    task, model, _ = workdir_lib.build(config)
   else:
     config = denoise.get_config()
-    task, model, tx = train.build(config, None)
+    task, model, tx = workdir_lib.build(config)
     state = steps.create_train_state(model, tx, jax.random.key(0),
-                                     train.init_shape(task, config))
+                                     workdir_lib.init_shape(task, config, model))
   predict = jax.jit(steps.make_predict(model))
-  multiple = 2 ** len(config.model.features)
+  multiple = model.downsampling
 
   photo = skimage.data.astronaut().astype(np.float32) / 255.0
   side = int(round((args.megapixels * 1e6) ** 0.5))

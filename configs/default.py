@@ -6,6 +6,8 @@ calls `apply_variant(config, variant)` for the shared variants ('smoke').
 
 import ml_collections
 
+from ae_research import defaults
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -31,17 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   # lmbda weighs distortion against rate: lmbda * 255^2 * MSE + bpp.
   config.compress = ml_collections.ConfigDict(dict(
       model='factorized', lmbda=0.01, bits=4))
-  config.shapes = ml_collections.ConfigDict(dict(
-      image_size=32, min_shapes=1, max_shapes=4, min_radius=3, max_radius=7,
-      num_train=20000, num_test=1000, seed=0))
-
-  # avgpool + pixel_shuffle is the fastest pair in jax on CPU
-  # (benchmarks/train_speed.py --kinds); transposed convolutions are the
-  # slowest, their weight gradient being slow in XLA:CPU.
-  config.model = ml_collections.ConfigDict(dict(
-      features=(16, 32), latent_features=32, blocks_per_level=1,
-      downsample='avgpool', upsample='pixel_shuffle', norm='none',
-      activation='relu', output_activation='none', residual=False))
+  config.shapes = ml_collections.ConfigDict(defaults.SHAPES)
+  # models.Autoencoder's fields and defaults (ae_research/defaults.py).
+  config.model = ml_collections.ConfigDict(defaults.AUTOENCODER)
 
   # A workdir whose latest parameters start this run (fine-tuning); '' for
   # a fresh initialization.

@@ -11,8 +11,9 @@ import png
 import pytest
 from PIL import Image
 
-from ae_research import apply, checkpointing, codec, corruptions, image_io
-from ae_research import parallel, steps, tiling, train
+from ae_research import apply, checkpointing, codec, color, corruptions, image_io
+from ae_research import steps, tiling
+from ae_research import workdir as workdir_lib
 from configs import colorize, compress, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,14 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _make_run(workdir, config):
   """A run with checkpoints at steps 1 and 2 (different parameters);
   returns their train states."""
-  task, model, tx = train.build(config, parallel.make_mesh())
-  train.check_workdir(config, workdir)
+  task, model, tx = workdir_lib.build(config)
+  workdir_lib.check_workdir(config, workdir)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     async_save=False)
   states = {}
   for step in (1, 2):
     states[step] = steps.create_train_state(model, tx, jax.random.key(step),
-                                            train.init_shape(task, config))
+                                            workdir_lib.init_shape(task, config, model))
     ckpt.save(step, states[step], {}, jax.random.key(0))
   ckpt.close()
   return model, states
@@ -120,7 +121,7 @@ def test_denoise_every_kind_of_input(runs, inputs, tmp_path, capsys):
     x = np.repeat(src.pixels, 3, -1) if src.gray else src.pixels
     want = _predict(model, states[2], x, m)  # The latest checkpoint.
     if src.gray:
-      want = corruptions.grayscale(want)
+      want = color.luma(want)
     step = 1 / (2 ** got.bit_depth - 1)
     np.testing.assert_allclose(got.pixels, want, atol=step / 2 + 1e-5)
   assert image_io.read(str(out / 'sub/photo.png')).pixels.shape[:2] == (40, 24)

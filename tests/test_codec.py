@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ae_research import codec as codec_lib
+from ae_research import aec, tiling
 from ae_research import compression
 from configs import compress as compress_config
 
@@ -29,7 +29,7 @@ def _codec(variant='smoke', seed=0, **compress):
   params = jax.tree_util.tree_map_with_path(
       lambda path, p: p * 4.0 if 'to_latent' in jax.tree_util.keystr(path) else p,
       variables['params'])
-  return codec_lib.Codec(config, params)
+  return aec.Codec(config, params)
 
 
 @pytest.fixture(scope='module')
@@ -101,7 +101,7 @@ def test_bottleneck_model_codes_fixed_bits():
 def test_bad_images_are_refused(codec):
   for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 5), np.uint8),
               np.zeros((8, 8), np.uint8), np.zeros((0, 8, 3), np.uint8)):
-    with pytest.raises(codec_lib.CodecError, match='uint8 images|sides'):
+    with pytest.raises(aec.CodecError, match='uint8 images|sides'):
       codec.encode(bad)
 
 
@@ -122,14 +122,14 @@ def test_version_1_files_still_decode(codec):
   np.testing.assert_array_equal(codec.decode(old), codec.decode(data))
   # Version 1 had no alpha.
   rgba = codec.encode(_image(30, 40, 4))
-  with pytest.raises(codec_lib.CodecError, match='channels 1, 3'):
+  with pytest.raises(aec.CodecError, match='channels 1, 3'):
     codec.decode(_with_crc(rgba[:3] + b'\x01' + rgba[4:-4]))
 
 
 def test_tiled_coding_gives_the_whole_image_result():
   whole = _codec()
   tiled = _codec()
-  tiled.plan = codec_lib.tiling.Tiling(mode='always', tile_size=8, blend=0)
+  tiled.plan = tiling.Tiling(mode='always', tile_size=8, blend=0)
   image = _image(150, 230, seed=4)
   x = whole._padded(image)
   continuous = np.asarray(whole._latent(whole.variables, x[None]))[0]
@@ -165,16 +165,16 @@ def test_named_errors(codec, valid):
       _with_crc(valid[:-4] + b'\x01'): 'after the last field',
   }
   for data, message in cases.items():
-    with pytest.raises(codec_lib.CodecError, match=message):
+    with pytest.raises(aec.CodecError, match=message):
       codec.decode(data)
   other = _codec(seed=1)
-  with pytest.raises(codec_lib.CodecError, match='made by model'):
+  with pytest.raises(aec.CodecError, match='made by model'):
     other.decode(valid)
 
 
 def test_every_truncation_is_an_error(codec, valid):
   for n in range(len(valid)):
-    with pytest.raises(codec_lib.CodecError):
+    with pytest.raises(aec.CodecError):
       codec.decode(valid[:n])
 
 
@@ -186,7 +186,7 @@ _FUZZ = hypothesis.settings(max_examples=300, deadline=None, derandomize=True,
 @hypothesis.given(st.binary(max_size=200))
 def test_fuzz_random_bytes(codec, data):
   for d in (data, b'AEC\x01' + data, b'AEC\x01' + codec.id + data):
-    with pytest.raises(codec_lib.CodecError):
+    with pytest.raises(aec.CodecError):
       codec.decode(d)
 
 
@@ -207,7 +207,7 @@ def test_fuzz_mutated_files(codec, valid, data):
       del mutated[i]
   if bytes(mutated) == valid:
     return
-  with pytest.raises(codec_lib.CodecError):
+  with pytest.raises(aec.CodecError):
     codec.decode(bytes(mutated))
 
 
@@ -223,12 +223,12 @@ def test_fuzz_mutations_behind_a_valid_checksum(codec, valid, data):
     body[i] = data.draw(st.integers(0, 255))
   try:
     header = codec.parse(_with_crc(bytes(body)))
-  except codec_lib.CodecError:
+  except aec.CodecError:
     return
   if header['height'] * header['width'] > 256 * 256:
     return  # Well formed, but too big to decode quickly here.
   try:
     image = codec.decode(_with_crc(bytes(body)))
-  except codec_lib.CodecError:
+  except aec.CodecError:
     return
   assert image.shape == (header['height'], header['width'], header['channels'])

@@ -1,11 +1,15 @@
 """Compression models, the entropy model's tables, MS-SSIM and BD-rate."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.signal import convolve2d
 from skimage.metrics import structural_similarity
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ae_research import compression, metrics, rd
 
@@ -90,6 +94,85 @@ def test_training_noise_differs_from_rounding():
   a = model.apply(v, x, train=True, rngs={'noise': jax.random.key(0)})
   b = model.apply(v, x, train=True, rngs={'noise': jax.random.key(1)})
   assert not np.allclose(a['bits'], b['bits'])
+
+
+
+_MODELS = {
+    'factorized': lambda: compression.FactorizedPrior(features=(8, 8),
+                                                      latent_features=6),
+    'factorized_transpose': lambda: compression.FactorizedPrior(
+        features=(8, 8), latent_features=6, upsample='transpose'),
+    'bottleneck': lambda: compression.QuantizedAutoencoder(
+        features=(8, 8), latent_features=6, bits=3),
+}
+
+
+def test_downsampling_is_two_to_the_number_of_levels():
+  for features in [(8,), (8, 8), (8, 8, 8, 8)]:
+    for cls in (compression.FactorizedPrior, compression.QuantizedAutoencoder):
+      assert cls(features=features).downsampling == 2 ** len(features)
+
+
+@pytest.mark.parametrize('name', sorted(_MODELS))
+def test_sides_that_are_not_multiples_are_refused(name):
+  model = _MODELS[name]()
+  v = _init(model, (1, 8, 8, 3))
+  who = type(model).__name__
+  message = re.escape(f'{who} with 2 levels needs height and width divisible '
+                      'by 4; got 33x32: pad to 36x32 (or crop to 32x32)')
+  x = jnp.zeros((1, 33, 32, 3))
+  methods = ['latent', 'quantize', None]  # None: __call__.
+  if who == 'FactorizedPrior':
+    methods.append('analysis')
+  for method in methods:
+    with pytest.raises(ValueError, match=message):
+      model.apply(v, x, method=method)
+  with pytest.raises(ValueError, match=message):
+    model.apply(v, x, train=True, rngs={'noise': jax.random.key(0)})
+  with pytest.raises(ValueError, match=message):
+    jax.jit(lambda v, x: model.apply(v, x, method='quantize'))(v, x)
+  with pytest.raises(ValueError, match=re.escape('add a batch axis (x[None])')):
+    model.apply(v, jnp.zeros((32, 32, 3)))
+
+
+def test_factorized_prior_refuses_other_upsampling():
+  model = compression.FactorizedPrior(features=(8,), upsample='nearest')
+  choices = compression.FACTORIZED_UPSAMPLE_KINDS
+  with pytest.raises(ValueError, match=re.escape(
+      f"upsample='nearest'; choose one of {choices}")):
+    _init(model, (1, 8, 8, 3))
+
+
+@pytest.mark.parametrize('name', sorted(_MODELS))
+def test_training_over_a_mesh_equals_one_device(name):
+  # jax.make_mesh's default axis types are Explicit: no reshape may merge the
+  # batch-sharded axis into another without saying how it is sharded.
+  model = _MODELS[name]()
+  n = jax.device_count()
+  mesh = jax.make_mesh((n,), ('data',))
+  x = jax.random.uniform(jax.random.key(5), (n, 16, 12, 3))
+  v = _init(model, x.shape)
+  x_sharded = jax.device_put(x, NamedSharding(mesh, P('data')))
+  # Parameters live on the mesh too: only then can jax give their gradient,
+  # a sum over the sharded batch, a sharding.
+  v_replicated = jax.device_put(v, NamedSharding(mesh, P()))
+  rngs = {'noise': jax.random.key(7)}
+  train = lambda v, x: model.apply(v, x, train=True, rngs=rngs)
+
+  def loss(v, x):
+    out = train(v, x)
+    pixels = x.shape[1] * x.shape[2]
+    return jnp.mean(out['bits']) / pixels + jnp.mean(
+        (out['output'] - x) ** 2)
+
+  got, want = jax.jit(train)(v_replicated, x_sharded), train(v, x)
+  assert got['output'].sharding.spec[0] == 'data'
+  for k in ('output', 'bits'):
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+  grads = jax.jit(jax.grad(loss))(v_replicated, x_sharded)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-5),
+               grads, jax.grad(loss)(v, x))
 
 
 # -- MS-SSIM against an independent numpy implementation --------------------

@@ -1,13 +1,14 @@
 """Configs: variants, validation, and the command line's error messages."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from ae_research import config_lib
-from configs import colorize, denoise, super_resolution
+from ae_research import config_lib, errors, main, train
+from configs import colorize, compress, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (colorize, ['', 'smoke', 'photos', 'photos,smoke']),
     (denoise, ['', 'smoke', 'blind', 'salt_and_pepper', 'mask', 'crosshair,smoke']),
     (super_resolution, ['', 'smoke', 'x2', 'x4,smoke']),
+    (compress, ['', 'smoke', 'bottleneck', 'bottleneck,smoke']),
 ])
 def test_every_config_and_variant_is_valid(module, variants):
   for variant in variants:
@@ -49,9 +51,21 @@ def test_locked_config_refuses_unknown_fields_and_wrong_types():
     ('compress.model', 'hyperprior', "config.compress.model='hyperprior' is not allowed: use one of \\['bottleneck', 'factorized'\\]"),
     ('compress.lmbda', 0.0, 'config.compress.lmbda=0.0 is not allowed: use a number > 0'),
     ('compress.bits', 0, 'config.compress.bits=0 is not allowed'),
+    ('eval_whole_images', False, 'compression is scored on the real files'),
+    ('model.upsample', 'nearest', "the factorized model upsamples with one of"),
+    ('denoise.noise', 'speckle', "config.denoise.noise='speckle' is not allowed: use one of"),
+    ('denoise.sigma_range', (30.0, 10.0), 'must be \\(low, high\\)'),
+    ('sr.scale', 5, "config.sr.scale=5 is not allowed: use one of \\[2, 3, 4\\]"),
+    ('patch_size', 50, 'patch_size=50 must be a multiple of config.sr.scale=3'),
 ])
 def test_impossible_values_are_named(field, value, message):
-  config = colorize.get_config()
+  # Each task checks its own fields: the config of the task they belong to.
+  module = {'compress': compress, 'eval_whole_images': compress, 'denoise': denoise,
+            'sr': super_resolution, 'patch_size': super_resolution}.get(
+                field.split('.')[0], colorize)
+  if value == 'nearest':  # Allowed for the Autoencoder, not the codec.
+    module = compress
+  config = module.get_config()
   *parents, leaf = field.split('.')
   node = config
   for p in parents:
@@ -78,12 +92,32 @@ def _run(*args, workdir):
     (['--config.num_train_steps=abc'], "--config.num_train_steps=abc: invalid literal for int"),
     (['--config.num_train_steps=-1'], 'config.num_train_steps=-1 is not allowed'),
     (['--config.model.norm=instance'], "config.model.norm='instance' is not allowed: use one of"),
+    (['--config=configs/colorize.py:tiny'], "config variant 'tiny' is unknown"),
+    (['--config.dataset=folder:/nonexistent'], 'folder:/nonexistent is not a folder'),
 ])
 def test_command_line_errors_before_any_work(args, message, tmp_path):
   workdir = tmp_path / 'run'
   result = _run(*args, workdir=str(workdir))
   assert result.returncode != 0
-  import re
   assert re.search(message, result.stderr), result.stderr[-2000:]
   assert 'Traceback' not in result.stderr
   assert not workdir.exists()  # Nothing was written.
+
+
+def test_a_bug_shows_its_traceback_and_a_user_error_one_line(monkeypatch, capsys):
+  """main turns only errors.UserError into one line; anything else is a bug."""
+  main.FLAGS(['main', '--config=configs/colorize.py:smoke', '--workdir=unused'])
+
+  def fails_with(error):
+    def run(*args):
+      raise error
+    return run
+
+  monkeypatch.setattr(train, 'run', fails_with(errors.DataError('no such data')))
+  with pytest.raises(SystemExit) as exit_:
+    main.main(['main'])
+  assert exit_.value.code == 1
+  assert capsys.readouterr().err == 'error: no such data\n'
+  monkeypatch.setattr(train, 'run', fails_with(ValueError('a bug')))
+  with pytest.raises(ValueError, match='a bug'):
+    main.main(['main'])

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from ae_research import checkpointing, datasets, train
+from ae_research import checkpointing, datasets
+from ae_research import workdir as workdir_lib
 from configs import colorize
 
 import slurm_cluster  # pylint: disable=g-bad-import-order
@@ -88,8 +89,8 @@ def _sbatch(cluster, env, script: str, tmp_path, name: str) -> str:
 
 
 def _params(workdir):
-  config = train.load_config(workdir)
-  state, step = train.restore_latest(config, workdir)
+  config = workdir_lib.load_config(workdir)
+  state, step = workdir_lib.restore_latest(config, workdir)
   return jax.tree.map(np.asarray, state.params), step
 
 

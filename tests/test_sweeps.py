@@ -63,7 +63,7 @@ def test_every_study_names_valid_configs(path):
         node = node[p]
       assert leaf in node, f'{path}: config has no field {key}'
       node[leaf] = value
-    config_lib.validate(config, num_devices=1, num_processes=1)
+    config_lib.validate(config, num_devices=1)
   for metric in study.metrics:
     assert '.' in metric
 

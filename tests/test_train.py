@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from ae_research import config_lib, parallel, steps, train
+from ae_research import config_lib, parallel, steps, tasks, train
+from ae_research import workdir as workdir_lib
 
 
 def _short(config):
@@ -137,7 +138,7 @@ def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
   train.train_and_evaluate(config, workdir)
   before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
   config.model.latent_features = 7
-  with pytest.raises(train.WorkdirMismatch, match='config.model'):
+  with pytest.raises(workdir_lib.WorkdirMismatch, match='config.model'):
     train.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
 
@@ -149,18 +150,18 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
   trained = _params(train.train_and_evaluate(config, source))
   config.init_from = source
   mesh = parallel.make_mesh()
-  task, model, tx = train.build(config, mesh)
+  task, model, tx = workdir_lib.build(config)
   fresh = steps.create_train_state(model, tx, jax.random.key(1),
-                                   train.init_shape(task, config))
-  started = train.warm_start(config, fresh, parallel.replicated(mesh))
+                                   workdir_lib.init_shape(task, config, model))
+  started = workdir_lib.warm_start(config, fresh, parallel.replicated(mesh))
   assert int(started.step) == 0
   jax.tree.map(np.testing.assert_array_equal, _params(started), trained)
   # A run of another model shape is refused, naming config.model.
   config.model.latent_features = 7
-  _, model, tx = train.build(config, mesh)
+  _, model, tx = workdir_lib.build(config)
   other = steps.create_train_state(model, tx, jax.random.key(1), (1, 4, 4, 1))
-  with pytest.raises(train.WorkdirMismatch, match='config.model'):
-    train.warm_start(config, other, parallel.replicated(mesh))
+  with pytest.raises(workdir_lib.WorkdirMismatch, match='config.model'):
+    workdir_lib.warm_start(config, other, parallel.replicated(mesh))
   # A missing run is named before anything runs.
   config.init_from = str(tmp_path / 'nothing')
   with pytest.raises(config_lib.ConfigError, match='init_from'):
@@ -183,7 +184,7 @@ def test_photo_experiments_train_and_score_whole_images(module, variant, data_di
   train.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, 'metrics.json')) as f:
     metrics = json.load(f)
-  task = importlib.import_module(f'ae_research.tasks.{config.task}')
+  task = tasks.get(config.task)
   assert metrics['baseline'] == metrics[task.BASELINE_NAME]
   assert set(metrics['model']) == set(metrics['baseline'])
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
@@ -209,5 +210,5 @@ def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
   results = train.evaluate_workdir(config, workdir)
   assert [r['height'] for r in results['images']] == [33, 30]
   assert os.path.exists(os.path.join(workdir, 'eval_Mine', 'results.md'))
-  with pytest.raises(train.WorkdirMismatch, match='holds no run'):
+  with pytest.raises(workdir_lib.WorkdirMismatch, match='holds no run'):
     train.evaluate_workdir(config, str(tmp_path / 'empty'))

@@ -15,8 +15,12 @@ import os
 from typing import Any, Callable, Optional
 
 import numpy as np
+import tensorflow_datasets as tfds
 
+from ae_research import errors
 from ae_research.datasets import folder, photos, shapes
+
+DataError = errors.DataError
 
 
 def data_dir(config: Any) -> str:
@@ -27,12 +31,8 @@ def data_dir(config: Any) -> str:
 
 def _shapes(config: Any, split: str, arg: str):
   del arg
-  c = config.shapes
-  b = shapes.builder(data_dir(config), image_size=c.image_size,
-                     min_shapes=c.min_shapes, max_shapes=c.max_shapes,
-                     min_radius=c.min_radius, max_radius=c.max_radius,
-                     num_train=c.num_train, num_test=c.num_test, seed=c.seed)
-  return b.as_data_source(split)
+  return shapes.builder(data_dir(config),
+                        **config.shapes.to_dict()).as_data_source(split)
 
 
 class InMemory:
@@ -78,14 +78,13 @@ class _Rgb:
 
 
 def _tfds(config: Any, split: str, arg: str):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   split_name = config.tfds_splits[split]
   try:
     # Never downloads: catalog data sets are prepared ahead (`tfds build`).
     source = tfds.data_source(arg, split=split_name, data_dir=data_dir(config),
                               download=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(
+    raise DataError(
         f'config.dataset=tfds:{arg}: could not open split {split_name!r} in '
         f'{data_dir(config)} ({type(e).__name__}: {e}). Prepare it there with '
         f'`tfds build {arg} --data_dir={data_dir(config)} '
@@ -118,6 +117,6 @@ def get_source(config: Any, split: str, name: Optional[str] = None):
   name = config.dataset if name is None else name
   problem = check_name(name)
   if problem:
-    raise ValueError(f'dataset {name!r} is unknown; use {problem}')
+    raise DataError(f'dataset {name!r} is unknown; use {problem}')
   kind, arg = parse(name)
   return SOURCES[kind](config, split, arg)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ae_research import image_io
+from ae_research import errors, image_io
 
 EXTENSIONS = image_io.EXTENSIONS
 
@@ -20,12 +20,12 @@ class FolderSource:
 
   def __init__(self, path: str):
     if not os.path.isdir(path):
-      raise ValueError(f'folder:{path} is not a folder')
+      raise errors.DataError(f'folder:{path} is not a folder')
     self.path = path
     self.files = sorted(f for f in os.listdir(path)
                         if f.lower().endswith(EXTENSIONS))
     if not self.files:
-      raise ValueError(f'folder:{path} holds no image ({", ".join(EXTENSIONS)})')
+      raise errors.DataError(f'folder:{path} holds no image ({", ".join(EXTENSIONS)})')
 
   def __len__(self) -> int:
     return len(self.files)

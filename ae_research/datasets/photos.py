@@ -9,14 +9,15 @@ whole image so the test photos are never seen in training:
 """
 
 import numpy as np
+import skimage.data
 import tensorflow_datasets as tfds
+from sklearn.datasets import load_sample_image
 
 from ae_research.datasets import prepare
 
 
 def _skimage(name):
   def load():
-    import skimage.data  # pylint: disable=g-import-not-at-top
     image = getattr(skimage.data, name)()
     return image[0] if isinstance(image, tuple) else image
   return load
@@ -24,7 +25,6 @@ def _skimage(name):
 
 def _sklearn(filename):
   def load():
-    from sklearn.datasets import load_sample_image  # pylint: disable=g-import-not-at-top
     return load_sample_image(filename)
   return load
 

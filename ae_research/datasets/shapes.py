@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ae_research import defaults
 from ae_research.datasets import prepare
 
 BACKGROUND = 128
@@ -51,14 +52,14 @@ def render(rng: np.random.Generator, image_size: int, min_shapes: int,
 
 @dataclasses.dataclass
 class ShapesConfig(tfds.core.BuilderConfig):
-  image_size: int = 32
-  min_shapes: int = 1
-  max_shapes: int = 4
-  min_radius: int = 3
-  max_radius: int = 7
-  num_train: int = 20000
-  num_test: int = 1000
-  seed: int = 0
+  image_size: int = defaults.SHAPES['image_size']
+  min_shapes: int = defaults.SHAPES['min_shapes']
+  max_shapes: int = defaults.SHAPES['max_shapes']
+  min_radius: int = defaults.SHAPES['min_radius']
+  max_radius: int = defaults.SHAPES['max_radius']
+  num_train: int = defaults.SHAPES['num_train']
+  num_test: int = defaults.SHAPES['num_test']
+  seed: int = defaults.SHAPES['seed']
 
 
 def config_name(image_size, min_shapes, max_shapes, min_radius, max_radius,
@@ -73,7 +74,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
-  BUILDER_CONFIGS = [ShapesConfig(name=config_name(32, 1, 4, 3, 7, 20000, 1000, 0))]
+  BUILDER_CONFIGS = [ShapesConfig(name=config_name(**defaults.SHAPES))]
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size
@@ -102,15 +103,14 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
                       c.min_radius, c.max_radius)
 
 
-def builder(data_dir: str, image_size: int = 32, min_shapes: int = 1,
-            max_shapes: int = 4, min_radius: int = 3, max_radius: int = 7,
-            num_train: int = 20000, num_test: int = 1000,
-            seed: int = 0) -> Shapes:
-  """The Shapes builder for these parameters, prepared (generated) if needed."""
-  kwargs = dict(image_size=image_size, min_shapes=min_shapes,
-                max_shapes=max_shapes, min_radius=min_radius,
-                max_radius=max_radius, num_train=num_train, num_test=num_test,
-                seed=seed)
+def builder(data_dir: str, **params: int) -> Shapes:
+  """The Shapes builder for `params` (the fields of defaults.SHAPES; those
+  not given take their defaults), prepared (generated) if needed."""
+  unknown = sorted(set(params) - set(defaults.SHAPES))
+  if unknown:
+    raise TypeError(f'unknown shapes parameters {unknown}; they are '
+                    f'{sorted(defaults.SHAPES)}')
+  kwargs = {**defaults.SHAPES, **params}
   name = config_name(**kwargs)
   # TFDS refuses a custom config named like a predefined one: pass the name.
   config = (name if name in Shapes.builder_configs

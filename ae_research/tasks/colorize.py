@@ -11,17 +11,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ae_research import color, evaluate
 from ae_research import metrics as metrics_lib
+from ae_research.tasks import base
 
 NAME = 'colorize'
+BASELINE_NAME = 'gray'
+APPLY_FILES = ()
 RED = np.array([1.0, 0.0, 0.0], np.float32)
 BLUE = np.array([0.0, 0.0, 1.0], np.float32)
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+make_model = base.rgb_autoencoder
+evaluate_images = evaluate.evaluate_images
+make_applier = base.image_applier
 
 
-def out_features(config: Any) -> int:
-  del config
-  return 3
+def check_config(config: Any) -> list[str]:
+  del config  # Colorization has no settings of its own.
+  return []
 
 
 def input_channels(config: Any) -> int:
@@ -36,7 +43,7 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   if 'gray' in example:
     input_HxWx1 = example['gray'].astype(np.float32) / 255.0
   else:
-    input_HxWx1 = (target_HxWx3 @ LUMA)[..., None]
+    input_HxWx1 = color.luma(target_HxWx3)
   pair = {'input': input_HxWx1, 'target': target_HxWx3}
   if 'label' in example:
     pair['label'] = example['label'].astype(np.int32)
@@ -49,7 +56,7 @@ def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
   del config
   if image.shape[-1] == 1:
     return {'input': image, 'shown': image}
-  gray = (image @ LUMA)[..., None]
+  gray = color.luma(image)
   return {'input': gray, 'shown': gray, 'original': image}
 
 
@@ -88,9 +95,6 @@ def metrics(pred_BxHxWx3: jax.Array, batch: dict[str, jax.Array],
 def baseline(batch: dict[str, jax.Array]) -> jax.Array:
   """The gray input, copied to every channel."""
   return jnp.repeat(batch['input'], 3, axis=-1)
-
-
-BASELINE_NAME = 'gray'
 
 
 def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
 The model (`ae_research.compression`, chosen by config.compress.model) is
 trained on `lambda * 255^2 * MSE + bits per pixel`. Evaluation runs the real
-codec (`ae_research.codec`) on whole images: every rate is the size of the
+codec (`ae_research.aec`) on whole images: every rate is the size of the
 `.aec` file, every score is that of the image decoded from it, beside the
 model's estimated rate and Pillow's JPEG and WebP on the same images.
 """
@@ -14,17 +14,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import compression, rd, summaries
+from ae_research import aec, checks, compression, datasets, image_io, rd, summaries
 from ae_research import metrics as metrics_lib
+from ae_research.tasks import base
 
 NAME = 'compress'
 BASELINE_NAME = 'jpeg'  # JPEG at the model's rate, interpolated on its curve.
 APPLY_FILES = ('.aec',)  # `python -m ae_research.apply` writes the file too.
 
 
-def out_features(config: Any) -> int:
-  del config
-  return 3
+def check_config(config: Any) -> list[str]:
+  """config.compress, and the evaluation compression needs."""
+  found = checks.problems(config, {
+      'compress.model': checks.one_of(compression.MODELS),
+      'compress.lmbda': checks.positive_float,
+      'compress.bits': checks.one_of(tuple(range(1, 17))),
+  })
+  if (config.compress.model == 'factorized' and
+      config.model.upsample not in compression.FACTORIZED_UPSAMPLE_KINDS):
+    found.append(f'config.model.upsample={config.model.upsample!r}: the '
+                 'factorized model upsamples with one of '
+                 f'{list(compression.FACTORIZED_UPSAMPLE_KINDS)}')
+  if not config.eval_whole_images:
+    found.append('config.eval_whole_images=False: compression is scored on '
+                 'the real files of whole images; set it to True')
+  if config.dataset == 'shapes':
+    found.append("config.dataset='shapes' has 32x32 images; compression "
+                 'needs photos (MS-SSIM wants sides of 161 pixels or more): '
+                 "use 'photos', folder:PATH or tfds:NAME")
+  return found
 
 
 def input_channels(config: Any) -> int:
@@ -66,50 +84,30 @@ def metrics(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
   return out
 
 
+def baseline(batch: dict[str, jax.Array]) -> jax.Array:
+  """The uncompressed input (scored batches only; whole-image evaluation
+  compares with JPEG at the model's rate)."""
+  return batch['input']
+
+
 def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
   del pair, config  # JPEG and WebP are scored as curves by evaluate_images.
   return {}
 
 
-def code_image(codec, image: np.ndarray):
-  """(scores, decoded image, file bytes) of one uint8 image through `codec`."""
-  data = codec.encode(image)
-  decoded = codec.decode(data)
-  h, w = image.shape[:2]
-  row = rd.point(len(data), decoded, image)
-  row['bpp_estimated'] = codec.estimated_bits(image) / (h * w)
-  return row, decoded, data
+def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
+  """The codec takes the image itself."""
+  del config
+  return {'input': image, 'shown': image}
 
 
-def closest_classical(image: np.ndarray, codec_name: str, bpp: float):
-  """(bpp, decoded uint8 image) of Pillow's JPEG or WebP at the quality
-  whose rate on `image` is nearest `bpp` (bisection over quality 1-100)."""
-  pixels = image.shape[0] * image.shape[1]
-  tried = {}
-
-  def at(q):
-    if q not in tried:
-      data, decoded = rd.classical_roundtrip(image, codec_name, q)
-      tried[q] = (8 * len(data) / pixels, decoded)
-    return tried[q][0]
-
-  lo, hi = 1, 100
-  while hi - lo > 1:
-    mid = (lo + hi) // 2
-    lo, hi = (mid, hi) if at(mid) < bpp else (lo, mid)
-  best = min((lo, hi), key=lambda q: abs(at(q) - bpp))
-  return tried[best]
-
-
-def make_applier(config: Any, state: Any, plan: Any) -> Callable:
-  """apply(image, compare, on_tile) -> apply.Result for
+def make_applier(task: Any, config: Any, state: Any, plan: Any) -> base.Applier:
+  """apply(image, compare, on_tile) -> base.Result for
   `python -m ae_research.apply`: the image coded to a real .aec file (alpha
   stored losslessly beside the coded color) and decoded from it; the
   comparison shows JPEG and WebP at about the same rate."""
-  from ae_research import apply as apply_lib  # pylint: disable=g-import-not-at-top
-  from ae_research import codec as codec_lib  # pylint: disable=g-import-not-at-top
-  from ae_research import image_io  # pylint: disable=g-import-not-at-top
-  codec = codec_lib.Codec(config, state.params, state.model_state, plan)
+  del task
+  codec = aec.Codec(config, state.params, state.model_state, plan)
 
   def apply(image, compare: bool = False, on_tile=None):
     codec.on_tile = on_tile
@@ -124,13 +122,13 @@ def make_applier(config: Any, state: Any, plan: Any) -> Callable:
     bpp = 8 * len(data) / (h * w)
     out = image_io.Image(decoded[..., :channels],
                          decoded[..., channels:] if image.alpha is not None else None, 8)
-    result = apply_lib.Result(out, {'.aec': data}, decision=decision,
+    result = base.Result(out, {'.aec': data}, decision=decision,
                               note=f'{len(data)} bytes, {bpp:.4f} bpp')
     if compare:
       rgb = image.rgb_uint8()
       result.compare = [('original', rgb / 255.0), (f'model {bpp:.3f} bpp', out.pixels)]
       for name in ('jpeg', 'webp'):
-        rate, pixels = closest_classical(rgb, name, bpp)
+        rate, pixels = rd.closest_classical(rgb, name, bpp)
         result.compare.append((f'{name} {rate:.3f} bpp', pixels / 255.0))
     return result
 
@@ -150,8 +148,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
   Returns {'mean': {'model', 'jpeg', 'webp'}, 'images', 'curves', 'sample'}.
   """
   del predict, task
-  from ae_research import codec as codec_lib  # pylint: disable=g-import-not-at-top
-  codec = codec_lib.Codec(config, state.params, state.model_state)
+  codec = aec.Codec(config, state.params, state.model_state)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, images, decoded_images = [], [], []
   for i in range(n):
@@ -161,10 +158,10 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
     image = np.asarray(example['image'], np.uint8)
     side = min(image.shape[:2])
     if side < metrics_lib.ms_ssim_min_side():
-      raise ValueError(f'image {name} is {image.shape[0]}x{image.shape[1]}: '
+      raise datasets.DataError(f'image {name} is {image.shape[0]}x{image.shape[1]}: '
                        f'MS-SSIM needs sides of at least '
                        f'{metrics_lib.ms_ssim_min_side()} pixels')
-    row, decoded, data = code_image(codec, image)
+    row, decoded, data = rd.code_image(codec, image)
     rows.append({'name': name, 'height': image.shape[0], 'width': image.shape[1],
                  'model': row})
     images.append((name, image))

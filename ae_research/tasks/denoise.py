@@ -13,17 +13,41 @@ from typing import Any
 
 import jax
 import numpy as np
+from scipy.ndimage import median_filter
+from skimage.restoration import denoise_nl_means, inpaint_biharmonic
 
-from ae_research import corruptions
+try:
+  import bm3d  # Optional (pip install bm3d): CBM3D beside non-local means.
+except ImportError:
+  bm3d = None
+
+from ae_research import checks, corruptions, evaluate
 from ae_research import metrics as metrics_lib
+from ae_research.tasks import base
 
 NAME = 'denoise'
+BASELINE_NAME = 'noisy input'
+APPLY_FILES = ()
 NOISES = ('gaussian', 'salt_and_pepper', 'mask', 'crosshair')
 
+make_model = base.rgb_autoencoder
+evaluate_images = evaluate.evaluate_images
+make_applier = base.image_applier
 
-def out_features(config: Any) -> int:
-  del config
-  return 3
+
+def check_config(config: Any) -> list[str]:
+  """config.denoise: the corruption and its strength."""
+  found = checks.problems(config, {
+      'denoise.noise': checks.one_of(NOISES),
+      'denoise.sigma': checks.non_negative_float,
+      'denoise.amount': checks.fraction,
+      'denoise.crosshair_thickness': checks.positive,
+  })
+  lo, hi = config.denoise.sigma_range
+  if not 0 <= lo <= hi:
+    found.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
+                 'with 0 <= low <= high; (0, 0) means the fixed sigma')
+  return found
 
 
 def input_channels(config: Any) -> int:
@@ -84,11 +108,7 @@ def baseline(batch: dict[str, jax.Array]) -> jax.Array:
   return batch['input']
 
 
-BASELINE_NAME = 'noisy input'
-
-
 def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
-  from skimage.restoration import denoise_nl_means  # pylint: disable=g-import-not-at-top
   s = sigma / 255.0
   return denoise_nl_means(noisy, h=0.8 * s, sigma=s, patch_size=5,
                           patch_distance=6, fast_mode=True,
@@ -100,10 +120,8 @@ def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]
   c = config.denoise
   noisy = np.clip(pair['input'], 0.0, 1.0)
   if c.noise == 'salt_and_pepper':
-    from scipy.ndimage import median_filter  # pylint: disable=g-import-not-at-top
     return {'median_3x3': median_filter(noisy, size=(3, 3, 1))}
   if c.noise in ('mask', 'crosshair'):
-    from skimage.restoration import inpaint_biharmonic  # pylint: disable=g-import-not-at-top
     hole = pair['damage'][..., 0] > 0
     return {'biharmonic': inpaint_biharmonic(noisy, hole, channel_axis=-1)
                           .astype(np.float32)}
@@ -111,9 +129,7 @@ def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]
   lo, hi = c.sigma_range
   sigma = (lo + hi) / 2 if hi > lo else c.sigma
   out = {'nl_means': _nl_means(noisy, sigma)}
-  try:
-    import bm3d  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  if bm3d is None:
     return out
   out['bm3d'] = np.asarray(bm3d.bm3d_rgb(noisy, sigma / 255.0), np.float32)
   return out

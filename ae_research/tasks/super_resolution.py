@@ -13,16 +13,27 @@ from typing import Any
 import jax
 import numpy as np
 
-from ae_research import corruptions
+from ae_research import checks, color, corruptions, evaluate
 from ae_research import metrics as metrics_lib
+from ae_research.tasks import base
 
 NAME = 'super_resolution'
+BASELINE_NAME = 'bicubic'
+APPLY_FILES = ()
 SCALES = (2, 3, 4)
 
+make_model = base.rgb_autoencoder
+evaluate_images = evaluate.evaluate_images
+make_applier = base.image_applier
 
-def out_features(config: Any) -> int:
-  del config
-  return 3
+
+def check_config(config: Any) -> list[str]:
+  """config.sr.scale, and training patches that it divides."""
+  found = checks.problems(config, {'sr.scale': checks.one_of(SCALES)})
+  if not found and config.patch_size % config.sr.scale:
+    found.append(f'config.patch_size={config.patch_size} must be a multiple '
+                 f'of config.sr.scale={config.sr.scale}')
+  return found
 
 
 def input_channels(config: Any) -> int:
@@ -61,8 +72,8 @@ def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any):
   s = config.sr.scale
   crop = lambda y: y[:, s:-s, s:-s]
   pred = jax.numpy.clip(pred, 0.0, 1.0)
-  y_pred = crop(metrics_lib.rgb_to_y(pred))
-  y_true = crop(metrics_lib.rgb_to_y(batch['target']))
+  y_pred = crop(color.rgb_to_y(pred))
+  y_true = crop(color.rgb_to_y(batch['target']))
   mask_B = batch['mask']
   return {
       'psnr_y': metrics_lib.mean_over_batch(metrics_lib.psnr(y_pred, y_true), mask_B),
@@ -75,9 +86,6 @@ def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any):
 def baseline(batch: dict[str, jax.Array]) -> jax.Array:
   """Bicubic upsampling: the input itself."""
   return batch['input']
-
-
-BASELINE_NAME = 'bicubic'
 
 
 def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:

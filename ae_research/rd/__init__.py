@@ -4,24 +4,22 @@ Every rate is a real file's size: the codec's `.aec` file, Pillow's JPEG
 (`quality`, 4:2:0, optimized Huffman tables) or WebP (`quality`, method 6).
 Distortion is RGB PSNR and MS-SSIM of the decoded 8-bit image. Curves are
 averaged over images at each quality, as the Kodak results in papers are.
-
-  python -m ae_research.rd --workdirs=runs/rd/lambda_0.003,runs/rd/lambda_0.01 \
-      --output=runs/rd/report [--dataset=folder:PATH]
-
-writes results.json, results.md (every point and BD-rates) and rd_psnr.png,
-rd_ms_ssim.png with every curve.
+Here: the points, the classical curves, interpolation, BD-rate, tables and
+plots. The report command is `python -m ae_research.rd` (`rd/__main__.py`).
 """
 
 import io
 import os
-import sys
 from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+from scipy.interpolate import PchipInterpolator
 
-from ae_research import metrics, summaries
+from ae_research import metrics
 
 QUALITIES = {'jpeg': (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 75, 90),
              'webp': (0, 2, 5, 10, 20, 30, 40, 50, 60, 75, 90)}
@@ -30,7 +28,6 @@ METRICS = ('psnr', 'ms_ssim')
 
 def classical_roundtrip(image: np.ndarray, codec: str, quality: int):
   """(file bytes, decoded uint8 image) through Pillow's JPEG or WebP."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
   buf = io.BytesIO()
   if codec == 'jpeg':
@@ -59,8 +56,40 @@ def quality(decoded: np.ndarray, original: np.ndarray) -> dict[str, float]:
 
 
 def point(num_bytes: int, decoded: np.ndarray, original: np.ndarray) -> dict[str, float]:
+  """{'bpp', 'psnr', 'ms_ssim'} of a file of `num_bytes` decoding to `decoded`."""
   h, w = original.shape[:2]
   return {'bpp': 8.0 * num_bytes / (h * w), **quality(decoded, original)}
+
+
+def code_image(codec, image: np.ndarray):
+  """(point with the model's estimated bpp, decoded image, file bytes) of one
+  uint8 image through a learned codec (`aec.Codec`)."""
+  data = codec.encode(image)
+  decoded = codec.decode(data)
+  h, w = image.shape[:2]
+  row = point(len(data), decoded, image)
+  row['bpp_estimated'] = codec.estimated_bits(image) / (h * w)
+  return row, decoded, data
+
+
+def closest_classical(image: np.ndarray, codec_name: str, bpp: float):
+  """(bpp, decoded uint8 image) of Pillow's JPEG or WebP at the quality
+  whose rate on `image` is nearest `bpp` (bisection over quality 1-100)."""
+  pixels = image.shape[0] * image.shape[1]
+  tried = {}
+
+  def at(q):
+    if q not in tried:
+      data, decoded = classical_roundtrip(image, codec_name, q)
+      tried[q] = (8 * len(data) / pixels, decoded)
+    return tried[q][0]
+
+  lo, hi = 1, 100
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    lo, hi = (mid, hi) if at(mid) < bpp else (lo, mid)
+  best = min((lo, hi), key=lambda q: abs(at(q) - bpp))
+  return tried[best]
 
 
 def classical_curves(images: Sequence[tuple[str, np.ndarray]],
@@ -112,7 +141,6 @@ def bd_rate(test: Sequence[dict], anchor: Sequence[dict],
   means `test` needs fewer bits. None when the curves share no quality
   range or one has fewer than two points.
   """
-  from scipy.interpolate import PchipInterpolator  # pylint: disable=g-import-not-at-top
   (rt, qt), (ra, qa) = _monotone(test, metric), _monotone(anchor, metric)
   if len(qt) < 2 or len(qa) < 2:
     return None
@@ -127,10 +155,8 @@ def bd_rate(test: Sequence[dict], anchor: Sequence[dict],
 def plot(curves: dict[str, Sequence[dict]], path: str, metric: str = 'psnr',
          title: str = '') -> None:
   """One line per curve: metric against bits per pixel, to a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+  fig = Figure(figsize=(6.4, 4.8), dpi=120)
+  ax = fig.subplots()
   for name, pts in curves.items():
     pts = sorted(pts, key=lambda p: p['bpp'])
     style = 'o-' if len(pts) > 1 else 'o'
@@ -148,7 +174,6 @@ def plot(curves: dict[str, Sequence[dict]], path: str, metric: str = 'psnr',
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path)
-  plt.close(fig)
 
 
 def curve_table(curves: dict[str, Sequence[dict]]) -> str:
@@ -173,75 +198,3 @@ def bd_table(learned: dict[str, Sequence[dict]],
       out[f'{name}_vs_{anchor}'] = v
       lines.append(f'| {name} | {anchor} | {fmt(v["psnr"])} | {fmt(v["ms_ssim"])} |')
   return out, '\n'.join(lines) + '\n'
-
-
-def main(argv=None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  from ae_research import codec as codec_lib, datasets  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog='python -m ae_research.rd',
-      description='Rate-distortion curves of trained compression runs beside '
-                  'JPEG and WebP, BD-rates, plots.')
-  parser.add_argument('--workdirs', required=True,
-                      help='comma-separated compression runs (one point each)')
-  parser.add_argument('--output', required=True, help='folder for the report')
-  parser.add_argument('--dataset', default='',
-                      help="'' (the runs' test split), or folder:PATH, tfds:NAME")
-  parser.add_argument('--max_images', type=int, default=0)
-  parser.add_argument('--overwrite', action='store_true')
-  args = parser.parse_args(argv)
-  workdirs = [w for w in args.workdirs.split(',') if w]
-  report = os.path.join(args.output, 'results.json')
-  try:
-    if os.path.exists(report) and not args.overwrite:
-      raise codec_lib.CodecError(f'{report} exists; pass --overwrite or '
-                                 'another --output')
-    codecs = [codec_lib.Codec.from_workdir(w) for w in workdirs]
-    config = codecs[0].config
-    name = args.dataset or config.get('eval_dataset') or config.dataset
-    if args.dataset:
-      datasets.check_name(args.dataset)
-    source = datasets.get_source(config, 'test', name)
-  except (codec_lib.CodecError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  n = len(source) if args.max_images <= 0 else min(args.max_images, len(source))
-  images = []
-  for i in range(n):
-    example = source[i]
-    label = example.get('name', i)
-    images.append((label.decode() if isinstance(label, bytes) else str(label),
-                   np.asarray(example['image'], np.uint8)))
-  from ae_research.tasks import compress  # pylint: disable=g-import-not-at-top
-  learned: dict[str, list] = {}
-  per_run = {}
-  for w, c in zip(workdirs, codecs):
-    rows = [compress.code_image(c, img)[0] for _, img in images]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    mean['setting'] = os.path.basename(os.path.normpath(w))
-    label = (f'learned {c.config.compress.model}')
-    learned.setdefault(label, []).append(mean)
-    per_run[w] = {'mean': mean, 'images': dict(zip([n for n, _ in images], rows)),
-                  'lambda': c.config.compress.lmbda, 'model': c.config.compress.model}
-    print(f'{w}: bpp {mean["bpp"]:.4f} (estimated {mean["bpp_estimated"]:.4f}), '
-          f'PSNR {mean["psnr"]:.2f}, MS-SSIM {mean["ms_ssim"]:.4f}', flush=True)
-  classical = classical_curves(images)
-  anchors = {k: v['mean'] for k, v in classical.items()}
-  bd, bd_md = bd_table(learned, anchors)
-  curves = {**learned, **anchors}
-  os.makedirs(args.output, exist_ok=True)
-  for m in METRICS:
-    plot(curves, os.path.join(args.output, f'rd_{m}.png'), m,
-         title=f'{name}: {len(images)} images')
-  summaries.write_json(report, {'dataset': name, 'images': [n for n, _ in images],
-                                'runs': per_run, 'curves': curves, 'bd_rate': bd})
-  md = (f'# Rate-distortion on {name} ({len(images)} images)\n\n'
-        f'{bd_md}\n{curve_table(curves)}')
-  with open(os.path.join(args.output, 'results.md'), 'w') as f:
-    f.write(md)
-  print(md)
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

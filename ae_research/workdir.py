@@ -1,0 +1,158 @@
+"""A run's workdir: its stored config, its checkpoints, and the objects they
+describe. Below the loop and every command that opens a trained run.
+
+  config = workdir.load_config('runs/denoise')
+  state, step = workdir.restore_latest(config, 'runs/denoise')
+  codec = workdir.load_codec('runs/compress')     # a compression run's codec
+"""
+
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import optax
+from absl import logging
+from flax import linen as nn
+
+from ae_research import aec, checkpointing, errors, parallel, steps, summaries, tiling
+from ae_research import tasks
+from configs import default as default_config
+
+
+class WorkdirMismatch(errors.UserError, ValueError):
+  """The workdir holds no run, or a run of a different model, task or data."""
+
+
+# A resumed run must agree with the stored config on these, or it would end
+# neither as the stored run nor as a fresh one (the data position counts
+# batches, the learning-rate schedule spans num_train_steps); the rest
+# (logging, evaluation, checkpoint frequency...) may change between runs.
+FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
+                'compress', 'seed', 'patch_size', 'batch_size',
+                'num_train_steps', 'optimizer', 'init_from')
+
+
+def _defaults() -> dict:
+  return json.loads(default_config.get_config().to_json_best_effort())
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Stores the config in `workdir`, or checks it against the stored one."""
+  path = os.path.join(workdir, 'config.json')
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    defaults = _defaults()  # A field the stored run predates: its default.
+    differ = [k for k in FIXED_FIELDS
+              if stored.get(k, defaults.get(k)) != current.get(k)]
+    if differ:
+      raise WorkdirMismatch(
+          f'{workdir} holds a run with a different config.' +
+          ''.join(f'\n  config.{k}: stored {stored.get(k)!r}, now {current.get(k)!r}'
+                  for k in differ) +
+          '\nUse a new --workdir, or the stored values to resume that run.')
+  elif jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    summaries.write_json(path, current)
+
+
+def _merge(base: dict, update: dict) -> dict:
+  for k, v in update.items():
+    base[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(
+        base.get(k), dict) else v
+  return base
+
+
+def require_run(workdir: str) -> None:
+  """WorkdirMismatch unless `workdir` holds a run (its config.json)."""
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    raise WorkdirMismatch(f'{workdir} holds no run (no config.json); train one '
+                          'there first (python -m ae_research.main --config=... '
+                          f'--workdir={workdir})')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config stored in a run's workdir; fields the run predates take
+  their default values."""
+  require_run(workdir)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    stored = json.load(f)
+  return ml_collections.ConfigDict(_merge(_defaults(), stored))
+
+
+def build(config: ml_collections.ConfigDict, norm_axis_name: Optional[str] = None
+          ) -> tuple[Any, nn.Module, optax.GradientTransformation]:
+  """The task module, model and optimizer that a config describes."""
+  task = tasks.get(config.task)
+  model = task.make_model(config, norm_axis_name)
+  return task, model, steps.make_optimizer(config)
+
+
+def init_shape(task, config: ml_collections.ConfigDict,
+               model: nn.Module) -> tuple[int, ...]:
+  """An input shape to initialize the model with (its parameters depend on
+  the channels only): the channels of the task's input, the smallest square
+  the model takes."""
+  side = model.downsampling
+  return (1, side, side, task.input_channels(config))
+
+
+def restore_latest(config: ml_collections.ConfigDict, workdir: str,
+                   step: Optional[int] = None) -> tuple[steps.TrainState, int]:
+  """(train state, step) of the latest checkpoint of `workdir`, or of `step`,
+  replicated over every device."""
+  task, model, tx = build(config)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                    async_save=False)
+  saved = ckpt.all_steps()
+  if not saved or (step is not None and step not in saved):
+    ckpt.close()
+    raise WorkdirMismatch(
+        f'{workdir} holds no checkpoint yet' if not saved else
+        f'{workdir} holds no checkpoint of step {step}; it holds steps '
+        f'{sorted(saved)}')
+  step = max(saved) if step is None else step
+  shape = init_shape(task, config, model)
+  rep = parallel.replicated(parallel.make_mesh())
+  abstract = jax.eval_shape(
+      lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+  state, _, _ = ckpt.restore(abstract, step)
+  ckpt.close()
+  return state, step
+
+
+def warm_start(config: ml_collections.ConfigDict, state: steps.TrainState,
+               sharding) -> steps.TrainState:
+  """`state` with the parameters (and batch statistics) of the latest
+  checkpoint of the run in config.init_from; the step, optimizer state and
+  data position start afresh (e.g. another lambda of a compression sweep)."""
+  other = load_config(config.init_from)
+  if other.get('task') != config.task:
+    raise WorkdirMismatch(f'config.init_from={config.init_from!r} holds a '
+                          f'{other.get("task")!r} run; this run is {config.task!r}')
+  source, step = restore_latest(other, config.init_from)
+  want = jax.tree.map(lambda x: x.shape, (state.params, state.model_state))
+  got = jax.tree.map(lambda x: x.shape, (source.params, source.model_state))
+  if want != got:
+    raise WorkdirMismatch(
+        f'config.init_from={config.init_from!r} holds a model of other shapes '
+        f'(its config.model: {other.model.to_dict()}); use the same config.model')
+  logging.info('Parameters from step %d of %s.', step, config.init_from)
+  return state.replace(params=jax.device_put(source.params, sharding),
+                       model_state=jax.device_put(source.model_state, sharding))
+
+
+def load_codec(workdir: str, step: Optional[int] = None,
+               plan: tiling.Tiling = tiling.Tiling()) -> aec.Codec:
+  """The codec of the latest checkpoint (or `step`) of a compression run."""
+  config = load_config(workdir)
+  if config.get('task') != 'compress':
+    raise WorkdirMismatch(f'{workdir} holds a {config.get("task")!r} run, not a '
+                          "compression model (config.task='compress')")
+  state, _ = restore_latest(config, workdir, step)
+  return aec.Codec(config, state.params, state.model_state, plan)

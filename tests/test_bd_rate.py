@@ -1,0 +1,121 @@
+"""rd.bd_rate against an independent implementation, the `bjontegaard` package.
+
+Both take log rate as a monotone piecewise-cubic (pchip) function of quality,
+average test minus anchor over the qualities both curves reach and report
+(10^mean - 1) * 100. The package gets rates in bpp (it takes the log10
+itself) and integrates its pchip exactly; rd integrates the same function with
+the trapezoid rule on a grid of `_GRID_POINTS` points, so the two may differ
+by that rule's error alone, which `_tolerance` bounds case by case.
+"""
+
+import math
+
+import bjontegaard
+import numpy as np
+import pytest
+
+from ae_research import rd
+
+_GRID_POINTS = 1001  # rd.bd_rate's integration grid.
+
+
+def _jpeg_like(rng, n, lo, hi, scale=1.0, noise=0.0):
+  """(bpp, psnr) of n settings, shaped like JPEG on photos (about 25 dB at
+  0.25 bpp, 36 dB at 2 bpp), bpp scaled by `scale` and both jittered by
+  `noise`; sorted so that more bits always give a better PSNR."""
+  bpp = np.geomspace(lo, hi, n)
+  psnr = 32.5 + 5.2 * np.log(bpp) - 0.3 * np.log(bpp) ** 2
+  bpp = bpp * scale * np.exp(rng.normal(0, noise, n))
+  psnr = psnr + rng.normal(0, 2 * noise, n)
+  return np.sort(bpp), np.sort(psnr)
+
+
+def _points(bpp, quality, metric='psnr'):
+  return [{'bpp': float(b), metric: float(q)} for b, q in zip(bpp, quality)]
+
+
+def _package(test, anchor):
+  """The package's BD-rate (percent) and its two pchip interpolants."""
+  (rt, qt), (ra, qa) = test, anchor
+  return bjontegaard.bd_rate(ra, qa, rt, qt, 'pchip',
+                             require_matching_points=False, interpolators=True,
+                             min_overlap=0)  # Partial overlap is intended.
+
+
+def _max_second_derivative(f):
+  # A cubic's second derivative is linear, so on each piece it peaks at an end.
+  c, dx = f.c, np.diff(f.x)
+  return max(np.abs(2 * c[1]).max(), np.abs(6 * c[0] * dx + 2 * c[1]).max())
+
+
+def _tolerance(test, anchor, f_anchor, f_test, bd_percent):
+  """A bound on the percent difference from rd's trapezoid rule.
+
+  The rule's error on [lo, hi] with step h is at most (hi - lo) h^2 / 12
+  times the largest |d''| of the integrand d (pchip is C1 with a bounded
+  second derivative, which is all that bound needs); dividing by hi - lo
+  gives the error of the mean log10 rate, and 100 (10^x - 1) has slope
+  100 ln(10) 10^x there.
+  """
+  lo = max(test[1].min(), anchor[1].min())
+  hi = min(test[1].max(), anchor[1].max())
+  h = (hi - lo) / (_GRID_POINTS - 1)
+  curvature = _max_second_derivative(f_anchor) + _max_second_derivative(f_test)
+  mean_error = h * h / 12 * curvature
+  x = math.log10(1 + bd_percent / 100) + mean_error
+  return 100 * math.log(10) * 10 ** x * mean_error + 1e-9  # + float rounding.
+
+
+@pytest.mark.parametrize('scale', [0.8, 1.25])
+def test_a_curve_shifted_in_rate_matches_the_shift(scale):
+  # The same qualities at `scale` times the bits: log rate differs by
+  # log10(scale) everywhere, so BD-rate is (scale - 1) * 100 whatever the
+  # interpolation.
+  anchor = _jpeg_like(np.random.default_rng(0), 6, 0.15, 2.0)
+  test = (anchor[0] * scale, anchor[1])
+  ours = rd.bd_rate(_points(*test), _points(*anchor))
+  theirs, _, _ = _package(test, anchor)
+  np.testing.assert_allclose([ours, theirs], (scale - 1) * 100, atol=1e-9)
+
+
+# (points, lowest and highest bpp, bpp scale, jitter) of the test curve.
+CASES = [(6, 0.15, 2.0, 0.8, 0.03),  # Fewer bits.
+         (6, 0.15, 2.0, 1.3, 0.03),  # More bits.
+         (5, 0.2, 2.5, 1.0, 0.08),  # About even, crossing the anchor.
+         (4, 0.1, 1.5, 0.7, 0.05),  # Fewer points, shorter range.
+         (6, 0.3, 3.0, 1.15, 0.05)]  # Only partly overlapping in quality.
+
+
+@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('case', CASES)
+def test_matches_bjontegaard_pchip(case, seed):
+  rng = np.random.default_rng(seed)
+  anchor = _jpeg_like(rng, 6, 0.15, 2.0, noise=0.03)
+  test = _jpeg_like(rng, *case)
+  ours = rd.bd_rate(_points(*test), _points(*anchor))
+  theirs, f_anchor, f_test = _package(test, anchor)
+  assert ours is not None
+  assert abs(ours - theirs) <= _tolerance(test, anchor, f_anchor, f_test, theirs)
+
+
+def test_matches_bjontegaard_on_ms_ssim():
+  rng = np.random.default_rng(7)
+  anchor_bpp, anchor_psnr = _jpeg_like(rng, 6, 0.15, 2.0, noise=0.03)
+  test_bpp, test_psnr = _jpeg_like(rng, 5, 0.12, 1.6, scale=0.85, noise=0.03)
+  # An MS-SSIM-like quality: increasing in PSNR, saturating below 1.
+  anchor = (anchor_bpp, 1 - 10 ** (-anchor_psnr / 20))
+  test = (test_bpp, 1 - 10 ** (-test_psnr / 20))
+  ours = rd.bd_rate(_points(*test, 'ms_ssim'), _points(*anchor, 'ms_ssim'),
+                    metric='ms_ssim')
+  theirs, f_anchor, f_test = _package(test, anchor)
+  assert abs(ours - theirs) <= _tolerance(test, anchor, f_anchor, f_test, theirs)
+
+
+def test_curves_sharing_no_quality_have_no_bd_rate():
+  rng = np.random.default_rng(0)
+  anchor = _jpeg_like(rng, 5, 0.1, 0.5)
+  test = _jpeg_like(rng, 5, 1.0, 4.0)  # Every PSNR above the anchor's best.
+  assert rd.bd_rate(_points(*test), _points(*anchor)) is None
+  with pytest.warns(UserWarning, match='do not overlap'):
+    theirs, _, _ = _package(test, anchor)
+  assert math.isnan(theirs)
