@@ -10,7 +10,8 @@ import os
 import ml_collections
 
 from ae_research import checks, datasets, models, tasks
-from ae_research.checks import ConfigError  # pylint: disable=unused-import
+
+ConfigError = checks.ConfigError  # What `validate` raises.
 
 
 def _eval_dataset(x):
@@ -26,6 +27,7 @@ SHARED = {
     'data_threads': checks.positive,
     'data_prefetch': checks.positive,
     'patch_size': checks.non_negative,
+    'augment': checks.boolean,
     'shapes.image_size': checks.positive,
     'shapes.min_shapes': checks.non_negative,
     'shapes.max_shapes': checks.non_negative,

@@ -265,3 +265,23 @@ def random_crop(image: np.ndarray, rng: np.random.Generator,
   y = int(rng.integers(0, h - size + 1))
   x = int(rng.integers(0, w - size + 1))
   return image[y:y + size, x:x + size]
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+  """The k-th of the 8 flips and rotations of a square's symmetry group
+  (k in 0..7: k % 4 quarter turns, then a left-right flip if k >= 4): the
+  augmentation of the restoration recipes.
+
+  Args:
+    image: one HxWxC numpy image, uint8 or float.
+    k: which transform; 0 is the identity.
+
+  Returns:
+    The transformed image (WxHxC for odd quarter turns).
+  """
+  _check('dihedral', image, floats=False)
+  if not 0 <= k < 8:
+    raise ValueError(f'dihedral: k={k}; use 0 to 7')
+  out = np.rot90(image, k % 4, axes=(0, 1))
+  return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+

@@ -15,12 +15,30 @@ from ae_research import corruptions
 
 
 def _pair_fn(task, config, crop: bool = False):
+  """(example, rng) -> the task's pair; for training (`crop`), first a random
+  crop of config.patch_size and, with config.augment, one of the 8 flips
+  and rotations (drawn in that order from the example's rng)."""
   def fn(example, rng):
     if crop and config.patch_size:
       example = dict(example, image=corruptions.random_crop(
           example['image'], rng, config.patch_size))
+    if crop and config.augment:
+      example = _augment(example, int(rng.integers(8)))
     return task.make_pair(example, rng, config)
   return fn
+
+
+def _augment(example: dict, k: int) -> dict:
+  """The k-th flip/rotation of the image and of every array of the same
+  height and width (a gray version, a label map)."""
+  hw = example['image'].shape[:2]
+  out = dict(example)
+  for key, value in example.items():
+    if isinstance(value, np.ndarray) and value.ndim in (2, 3) and value.shape[:2] == hw:
+      planes = value if value.ndim == 3 else value[..., None]
+      moved = corruptions.dihedral(planes, k)
+      out[key] = moved if value.ndim == 3 else moved[..., 0]
+  return out
 
 
 def train_dataset(source, task, config, local_batch_size: int,

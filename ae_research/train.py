@@ -294,10 +294,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 
 def eval_dir_name(name: str) -> str:
-  """eval_Set5 for folder:.../Set5, eval_tfds_cifar10 for tfds:cifar10..."""
+  """eval_Set5 for folder:.../Set5, eval_Set5_Set14 for folder:.../Set5,.../Set14,
+  eval_tfds_cifar10 for tfds:cifar10..."""
   kind, arg = datasets.parse(name)
   if kind == 'folder':
-    name = os.path.basename(os.path.normpath(arg))
+    name = '_'.join(os.path.basename(os.path.normpath(p))
+                    for p in arg.split(',') if p)
   return 'eval_' + ''.join(c if c.isalnum() or c in '-_' else '_'
                            for c in name).strip('_')
 

@@ -30,7 +30,7 @@ class WorkdirMismatch(errors.UserError, ValueError):
 # batches, the learning-rate schedule spans num_train_steps); the rest
 # (logging, evaluation, checkpoint frequency...) may change between runs.
 FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
-                'compress', 'seed', 'patch_size', 'batch_size',
+                'compress', 'seed', 'patch_size', 'augment', 'batch_size',
                 'num_train_steps', 'optimizer', 'init_from')
 
 

@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   # classical methods) instead of fixed-size batches.
   config.eval_whole_images = False
   config.patch_size = 0  # > 0: train on random square crops of this size.
+  # Train on one of the 8 flips and rotations of each crop, drawn at random.
+  config.augment = False
   # For config.dataset='tfds:NAME': the split names and the image's key.
   config.tfds_splits = ml_collections.ConfigDict(dict(train='train', test='test'))
   config.tfds_image_key = 'image'

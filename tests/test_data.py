@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ae_research import datasets, input_pipeline, tasks
+from ae_research import corruptions, datasets, input_pipeline, tasks
 from ae_research.datasets import shapes
 
 
@@ -124,3 +124,35 @@ def test_device_prefetcher_state_points_at_the_next_batch(smoke_config):
   fresh.set_state(state)
   for x, y in zip(expected, _first_images(fresh, 2)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_dihedral_gives_the_8_distinct_symmetries():
+  image = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+  outs = [corruptions.dihedral(image, k) for k in range(8)]
+  assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
+  np.testing.assert_array_equal(outs[0], image)
+  np.testing.assert_array_equal(outs[1], np.swapaxes(image, 0, 1)[::-1])  # 90 degrees
+  np.testing.assert_array_equal(outs[4], image[:, ::-1])  # Mirror.
+  with pytest.raises(ValueError, match='use 0 to 7'):
+    corruptions.dihedral(image, 8)
+
+
+def test_augmentation_moves_every_plane_together_reproducibly(smoke_config):
+  """Shapes examples carry image, gray and label: one transform for all."""
+  task = tasks.get('colorize')
+  source = datasets.get_source(smoke_config, 'train')
+  smoke_config.augment = True
+  make = lambda: input_pipeline.train_dataset(source, task, smoke_config, 8).__iter__()
+  a, b = next(make()), next(make())
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])  # Reproducible from the seed.
+  # The gray input still matches the colored target where shapes are.
+  gray = a['input'][..., 0] > 0.7
+  assert np.array_equal(gray, a['label'] > 0)
+  smoke_config.augment = False
+  plain = next(make())
+  assert not np.array_equal(plain['target'], a['target'])
+  # Each augmented target is one of the 8 transforms of the plain pipeline's
+  # crop of the same example (the same order: the epoch order ignores k).
+  for aug, orig in zip(a['target'], plain['target']):
+    assert any(np.array_equal(aug, corruptions.dihedral(orig, k)) for k in range(8))

@@ -106,3 +106,34 @@ def test_processes_preparing_the_same_data_at_once_both_get_it(tmp_path):
   assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for _, e in outs]
   last = [o.strip().splitlines()[-1] for o, _ in outs]
   assert last[0] == last[1] and last[0].startswith('300 ')
+
+
+def test_several_folders_are_one_training_set(smoke_config, tmp_path):
+  one, two = tmp_path / 'one', tmp_path / 'two'
+  one.mkdir()
+  two.mkdir()
+  rgb = _write_images(one)
+  Image.fromarray(rgb[::-1]).save(two / 'z.png')
+  joined = datasets.get_source(smoke_config, 'train', f'folder:{one},{two}')
+  assert len(joined) == len(folder.FolderSource(str(one))) + 1
+  names = [joined[i]['name'] for i in range(len(joined))]
+  assert names[0] == 'one_a_rgb' and names[-1] == 'two_z'
+  np.testing.assert_array_equal(joined[len(joined) - 1]['image'], rgb[::-1])
+  with pytest.raises(ValueError, match='is not a folder'):
+    datasets.get_source(smoke_config, 'train', f'folder:{one},{tmp_path / "none"}')
+
+
+def test_training_folders_are_decoded_once(smoke_config, tmp_path, monkeypatch):
+  _write_images(tmp_path)
+  decoded = []
+  real = folder.load_rgb
+  monkeypatch.setattr(folder, 'load_rgb', lambda p: decoded.append(p) or real(p))
+  train = datasets.get_source(smoke_config, 'train', f'folder:{tmp_path}')
+  first = [train[i]['image'] for i in range(len(train))]
+  again = [train[i]['image'] for i in range(len(train))]
+  assert len(decoded) == len(train)  # The second pass decoded nothing.
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  test = datasets.get_source(smoke_config, 'test', f'folder:{tmp_path}')
+  test[0], test[0]
+  assert len(decoded) == len(train) + 2  # Evaluation keeps nothing.

@@ -2,7 +2,7 @@
 
   shapes        generated circles and squares (datasets/shapes.py)
   photos        photographs shipped in scikit-image and scikit-learn
-  folder:PATH   every image in a folder, for evaluation (any size)
+  folder:PATH   every image in a folder (any size); folder:A,B joins folders
   tfds:NAME     a TFDS catalog data set, e.g. tfds:cifar10 or
                 tfds:div2k/bicubic_x4, prepared in config.data_dir in the
                 array_record format (`tfds build NAME --file_format=array_record`)
@@ -55,8 +55,10 @@ def _photos(config: Any, split: str, arg: str):
 
 
 def _folder(config: Any, split: str, arg: str):
-  del config, split  # A folder is one split.
-  return folder.FolderSource(os.path.expanduser(arg))
+  del config  # A folder is one split.
+  paths = [os.path.expanduser(p) for p in arg.split(',') if p]
+  # Training reads each image many times (random crops): decode it once.
+  return folder.FolderSource(paths, cache=split == 'train')
 
 
 class _Rgb:
@@ -107,7 +109,8 @@ def check_name(name: str) -> Optional[str]:
   kind, arg = parse(name)
   if kind in SOURCES and (bool(arg) == (kind in _WITH_ARGUMENT)):
     return None
-  return ("one of 'shapes', 'photos', 'folder:PATH' or 'tfds:NAME' "
+  return ("one of 'shapes', 'photos', 'folder:PATH' (folder:A,B for several) "
+          "or 'tfds:NAME' "
           "(e.g. tfds:cifar10)")
 
 
