@@ -9,7 +9,7 @@ import os
 
 import ml_collections
 
-from ae_research import checks, datasets, models, tasks
+from ae_research import checks, datasets, defaults, models, tasks, zoo
 
 ConfigError = checks.ConfigError  # What `validate` raises.
 
@@ -23,6 +23,7 @@ SHARED = {
     'dataset': datasets.check_name,
     'eval_dataset': _eval_dataset,
     'eval_whole_images': checks.boolean,
+    'eval_classical': checks.boolean,
     'seed': checks.non_negative,
     'data_threads': checks.positive,
     'data_prefetch': checks.positive,
@@ -36,15 +37,7 @@ SHARED = {
     'shapes.num_train': checks.positive,
     'shapes.num_test': checks.positive,
     'shapes.seed': checks.non_negative,
-    'model.features': checks.positive_ints,
-    'model.latent_features': checks.positive,
-    'model.blocks_per_level': checks.non_negative,
-    'model.downsample': checks.one_of(models.DOWNSAMPLE_KINDS),
-    'model.upsample': checks.one_of(models.UPSAMPLE_KINDS),
-    'model.norm': checks.one_of(models.NORM_KINDS),
-    'model.activation': checks.one_of(models.ACTIVATIONS),
-    'model.output_activation': checks.one_of(models.OUTPUT_ACTIVATIONS),
-    'model.residual': checks.boolean,
+    'model.arch': checks.one_of(tuple(zoo.ARCHS)),
     'optimizer.learning_rate': checks.positive_float,
     'optimizer.warmup_steps': checks.non_negative,
     'optimizer.final_lr_fraction': checks.fraction,
@@ -64,6 +57,36 @@ SHARED = {
 }
 
 
+# The checks of config.model's fields, of whichever architecture has them
+# (config.model holds the fields of defaults.ARCHS[config.model.arch]).
+MODEL_FIELDS = {
+    'features': checks.positive_ints,
+    'latent_features': checks.positive,
+    'blocks_per_level': checks.non_negative,
+    'downsample': checks.one_of(models.DOWNSAMPLE_KINDS),
+    'upsample': checks.one_of(models.UPSAMPLE_KINDS),
+    'norm': checks.one_of(models.NORM_KINDS),
+    'activation': checks.one_of(models.ACTIVATIONS),
+    'output_activation': checks.one_of(models.OUTPUT_ACTIVATIONS),
+    'residual': checks.boolean,
+    'depth': lambda x: checks.positive(x) or (None if x >= 2 else 'an integer >= 2'),
+    'width': checks.positive,
+    'widths': checks.positive_ints,
+    'shrink': checks.positive,
+    'mapping_layers': checks.non_negative,
+    'num_blocks': checks.non_negative,
+    'res_scale': checks.positive_float,
+    'bicubic_skip': checks.boolean,
+}
+assert {f for a in defaults.ARCHS.values() for f in a} <= set(MODEL_FIELDS)
+
+
+def _model(config: ml_collections.ConfigDict) -> list[str]:
+  """The fields of config.model.arch's architecture."""
+  fields = defaults.ARCHS[config.model.arch]
+  return checks.problems(config, {f'model.{f}': MODEL_FIELDS[f] for f in fields})
+
+
 def _relations(config: ml_collections.ConfigDict, num_devices: int) -> list[str]:
   """Problems between fields that are each sane on their own."""
   found = []
@@ -81,8 +104,8 @@ def _relations(config: ml_collections.ConfigDict, num_devices: int) -> list[str]
       os.path.join(config.init_from, 'config.json')):
     found.append(f'config.init_from={config.init_from!r} holds no run (no '
                  "config.json); give a trained workdir, or '' to start afresh")
-  factor = models.downsampling(config.model.features)
-  why = f'{factor} (2 ** len(config.model.features))'
+  factor = zoo.from_config(config.model, 3).downsampling
+  why = f'{factor} (what config.model.arch={config.model.arch!r} downsamples by)'
   if config.patch_size and config.patch_size % factor:
     found.append(f'config.patch_size={config.patch_size} must be divisible by '
                  f'{why}')
@@ -108,6 +131,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   (batch sizes must divide over `num_devices`, every device of every
   process)."""
   checks.raise_if(checks.problems(config, SHARED))
+  checks.raise_if(_model(config))
   # Relations and the task's own fields assume each shared value is sane.
   checks.raise_if(_relations(config, num_devices) +
                   tasks.get(config.task).check_config(config))

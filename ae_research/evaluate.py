@@ -5,7 +5,8 @@ config.seed and the image's index), the model's output on the whole image
 (reflect-padded to a multiple of the model's downsampling and cropped back),
 the task's trivial baseline and its classical methods, all scored by the
 task's metrics. Writes `results.json`, `results.md` (per image and mean) and
-one PNG per image: input | output | baselines | target.
+one PNG per image, each column under its name: input | model | baseline and
+classical methods | target.
 """
 
 import functools
@@ -16,14 +17,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import models, summaries, tiling
+from ae_research import summaries, tiling
 
 
 def apply_whole(predict: Callable, state: Any, x_HxWxC: np.ndarray,
-                multiple: int) -> np.ndarray:
+                multiple: int, scale: int = 1) -> np.ndarray:
   """The model on one image of any size (in tiles if it would not fit in
-  memory whole; they give the same output)."""
-  return tiling.apply_image(predict, state, x_HxWxC, multiple)[0]
+  memory whole; they give the same output); `scale`: how much larger its
+  output is."""
+  return tiling.apply_image(predict, state, x_HxWxC, multiple, scale=scale)[0]
+
+
+def shown_input(pair: dict[str, np.ndarray]) -> np.ndarray:
+  """The input as a picture beside the target: the pair's 'shown' if it has
+  one, else the input's image channels (not a noise map after them),
+  enlarged (nearest) to the target's size when it is smaller."""
+  if 'shown' in pair:
+    return pair['shown']
+  x = pair['input']
+  x = x[..., :3] if x.shape[-1] > 3 else x
+  factor = pair['target'].shape[0] // x.shape[0]
+  if factor > 1:
+    x = np.repeat(np.repeat(x, factor, axis=0), factor, axis=1)
+  return x
 
 
 def _name(example: dict, index: int) -> str:
@@ -46,7 +62,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
   'columns', 'sample': [input, output, target] of the first image}.
   """
   metrics_fn = jax.jit(functools.partial(task.metrics, config=config))
-  multiple = models.downsampling(config.model.features)
+  model = task.make_model(config)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, sample = [], None
   for i in range(n):
@@ -55,7 +71,8 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
                           config)
     batch = {k: jnp.asarray(v[None]) for k, v in pair.items()}
     batch['mask'] = jnp.ones((1,), jnp.float32)
-    output = apply_whole(predict, state, pair['input'], multiple)
+    output = apply_whole(predict, state, pair['input'], model.downsampling,
+                         model.upscale)
     base = np.asarray(task.baseline(batch))[0]
     predictions = {'model': output, task.BASELINE_NAME: base}
     if classical:
@@ -64,17 +81,17 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
            'width': int(pair['target'].shape[1])}
     row.update({m: _scores(metrics_fn, p, batch) for m, p in predictions.items()})
     rows.append(row)
+    shown = shown_input(pair)
     if sample is None:
-      sample = [pair['input'][None], output[None], pair['target'][None]]
+      sample = [shown[None], output[None], pair['target'][None]]
     if out_dir:
-      # A baseline that is the input itself (noisy input, bicubic) is not
-      # shown twice.
-      columns = [pair['input'], output] + [
-          p for m, p in predictions.items()
-          if m != 'model' and not np.array_equal(p, pair['input'])
-      ] + [pair['target']]
+      # A baseline that is the input itself (noisy input) is not shown twice.
+      columns = [('input', shown)] + [
+          (m, np.clip(p, 0.0, 1.0)) for m, p in predictions.items()
+          if m == 'model' or not np.array_equal(p, shown)
+      ] + [('target', pair['target'])]
       summaries.save_png(os.path.join(out_dir, 'images', f'{row["name"]}.png'),
-                         summaries.image_grid([c[None] for c in columns]))
+                         summaries.labelled_row(columns))
   methods = [m for m in rows[0] if isinstance(rows[0][m], dict)]
   mean = {m: {k: float(np.mean([r[m][k] for r in rows])) for k in rows[0][m]}
           for m in methods}

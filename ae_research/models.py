@@ -27,7 +27,7 @@ DOWNSAMPLE_KINDS = ('stride', 'avgpool', 'space_to_depth')
 UPSAMPLE_KINDS = ('pixel_shuffle', 'nearest', 'transpose')
 NORM_KINDS = ('none', 'batch', 'group', 'layer')
 ACTIVATIONS = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu,
-               'leaky_relu': nn.leaky_relu}
+               'leaky_relu': nn.leaky_relu, 'tanh': jnp.tanh}
 OUTPUT_ACTIVATIONS = ('none', 'sigmoid')
 
 _D = defaults.AUTOENCODER
@@ -70,12 +70,12 @@ def _check_choice(field: str, value: str, choices: Sequence[str]) -> None:
     raise ValueError(f'{field}={value!r}; choose one of {tuple(choices)}')
 
 
-def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   _check_choice('activation', name, tuple(ACTIVATIONS))
   return ACTIVATIONS[name]
 
 
-def _pad_to_multiple(x_BxHxWxC: jax.Array, multiple: int) -> jax.Array:
+def pad_to_multiple(x_BxHxWxC: jax.Array, multiple: int) -> jax.Array:
   """Reflect-pads bottom and right to multiples of `multiple` (edge-pads an
   image too small to reflect), as `tiling.pad_to` does on the host."""
   h, w = x_BxHxWxC.shape[1:3]
@@ -177,14 +177,16 @@ class ConvBlock(nn.Module):
   norm: str = 'none'
   activation: str = 'relu'
   norm_axis_name: Optional[str] = None
+  kernel_init: Callable = nn.linear.default_kernel_init
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    act = _activation(self.activation)
+    act = activation(self.activation)
     for _ in range(self.depth):
       # A bias before a normalization is cancelled by it (and its gradient,
       # all round-off, would only add noise to Adam's updates).
-      x = nn.Conv(self.features, (3, 3), use_bias=self.norm == 'none')(x)
+      x = nn.Conv(self.features, (3, 3), use_bias=self.norm == 'none',
+                  kernel_init=self.kernel_init)(x)
       x = act(Norm(self.norm, axis_name=self.norm_axis_name)(x, train))
     return x
 
@@ -213,7 +215,7 @@ class Encoder(nn.Module):
     check_divisible(x_BxHxWxC, 'Encoder', self.features)
     _check_choice('downsample', self.downsample, DOWNSAMPLE_KINDS)
     _check_choice('norm', self.norm, NORM_KINDS)
-    act = _activation(self.activation)
+    act = activation(self.activation)
     x = act(nn.Conv(self.features[0], (3, 3))(x_BxHxWxC))
     for f in self.features:
       x = act(Downsample(f, self.downsample)(x))
@@ -247,7 +249,7 @@ class Decoder(nn.Module):
     _check_choice('norm', self.norm, NORM_KINDS)
     _check_choice('output_activation', self.output_activation,
                   OUTPUT_ACTIVATIONS)
-    act = _activation(self.activation)
+    act = activation(self.activation)
     x = act(nn.Conv(self.features[-1], (1, 1))(z_Bxhxwxk))
     above = (self.features[0],) + tuple(self.features[:-1])
     for f, f_above in reversed(list(zip(self.features, above))):
@@ -291,6 +293,8 @@ class Autoencoder(nn.Module):
                            upsample=self.upsample,
                            output_activation=self.output_activation, **common)
 
+  upscale = 1  # The output has the input's size (see zoo.py).
+
   @property
   def downsampling(self) -> int:
     """How much the latent is smaller than the image in height and width."""
@@ -312,7 +316,7 @@ class Autoencoder(nn.Module):
       raise ValueError(
           f'residual=True adds the input to the output: the input needs 1 '
           f'or out_features={self.out_features} channels; got {c}')
-    x_BxPxQxC = _pad_to_multiple(x_BxHxWxC, self.downsampling)
+    x_BxPxQxC = pad_to_multiple(x_BxHxWxC, self.downsampling)
     y_BxPxQxO = self.decode(self.encode(x_BxPxQxC, train), train)
     if self.residual:  # A 1-channel input is added to every output channel.
       y_BxPxQxO = y_BxPxQxO + jnp.broadcast_to(x_BxPxQxC, y_BxPxQxO.shape)

@@ -1,8 +1,8 @@
 """Images of any size through a fully convolutional model: whole, or in
 overlapping tiles blended without seams.
 
-  out_HxWxC = tiling.apply_image(predict, state, x_HxWxC, multiple=8,
-                                 plan=tiling.Tiling())
+  out_HxWxC, how = tiling.apply_image(predict, state, x_HxWxC, multiple=8,
+                                      plan=tiling.Tiling())
 
 `fn(variables, x_BxHxWxC)` is a jitted model. Sizes are counted in cells: a
 cell is `in_cell` input pixels (the model's downsampling factor, so every
@@ -284,11 +284,12 @@ def pad_to(x_HxWxC: np.ndarray, multiple: int) -> np.ndarray:
 
 def apply_image(fn: Callable, variables: Any, x_HxWxC: np.ndarray,
                 multiple: int, plan: Tiling = Tiling(),
-                on_tile: Optional[Callable[[int, int], None]] = None
-                ) -> tuple[np.ndarray, Decision]:
+                on_tile: Optional[Callable[[int, int], None]] = None,
+                scale: int = 1) -> tuple[np.ndarray, Decision]:
   """An image-to-image model on an image of any size: padded to `multiple`,
-  run whole or tiled, cropped back."""
+  run whole or tiled, cropped back. `scale`: the model's output is that many
+  times larger than its input (super-resolution at low resolution)."""
   h, w = x_HxWxC.shape[:2]
   out, d = run(fn, variables, pad_to(x_HxWxC, multiple), in_cell=multiple,
-               out_cell=multiple, plan=plan, on_tile=on_tile)
-  return out[:h, :w], d
+               out_cell=multiple * scale, plan=plan, on_tile=on_tile)
+  return out[:h * scale, :w * scale], d

@@ -11,15 +11,18 @@ an interrupted run ends exactly where an uninterrupted one would) or
 initializes; `_train` runs the steps with progress lines, evaluations and
 checkpoints; `_final_report` scores the model beside its baseline and writes
 `workdir/metrics.json`. TensorBoard summaries go to `workdir/tensorboard`,
-sample grids to `workdir/samples`. On SIGTERM (a scheduler's notice) every
+sample grids to `workdir/samples`, and every evaluation's metrics, with the
+minutes of training it took to get there, to `workdir/eval_history.jsonl`. On SIGTERM (a scheduler's notice) every
 process saves a checkpoint of the same step and the run stops
 (`preemption.Preempted`); run again, it resumes.
 """
 
 import dataclasses
 import functools
+import json
 import math
 import os
+import time
 from typing import Any, Callable, Optional
 
 import jax
@@ -30,7 +33,8 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from ae_research import checkpointing, config_lib, datasets, errors, input_pipeline
+from ae_research import checkpointing, config_lib, datasets, errors, evaluate
+from ae_research import input_pipeline
 from ae_research import models, parallel, preemption, steps, summaries
 from ae_research import workdir as workdir_lib
 
@@ -56,10 +60,16 @@ class Run:
   writer: summaries.Writer
   ckpt: checkpointing.Checkpointer
   is_chief: bool  # Process 0: the one that writes files.
+  # Seconds spent training (compiling included, evaluation excluded).
+  train_seconds: float = 0.0
 
   @property
   def ckpt_dir(self) -> str:
     return os.path.join(self.workdir, 'checkpoints')
+
+  @property
+  def history_path(self) -> str:
+    return os.path.join(self.workdir, 'eval_history.jsonl')
 
   def close(self) -> None:
     self.ckpt.close()
@@ -109,9 +119,33 @@ def _restore_or_init(run: Run, train_iter) -> tuple[steps.TrainState, jax.Array]
     state, data_state, train_rng = run.ckpt.restore(abstract, last_saved)
     train_iter.set_state(data_state)
     logging.info('Resumed from step %d in %s.', last_saved, run.ckpt_dir)
+    _resume_history(run, last_saved)
   elif config.init_from:
     state = workdir_lib.warm_start(config, state, rep)
   return state, train_rng
+
+
+def read_history(workdir: str) -> list[dict[str, Any]]:
+  """The records of workdir/eval_history.jsonl: {'step', 'train_minutes',
+  metric: value...}, one per evaluation during training."""
+  path = os.path.join(workdir, 'eval_history.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _resume_history(run: Run, step: int) -> None:
+  """Keeps the evaluations up to `step` (later ones are made again) and
+  counts training time on from the last of them: the steps between it and
+  the checkpoint are run again, so their time is counted again."""
+  kept = [r for r in read_history(run.workdir) if r['step'] <= step]
+  run.train_seconds = 60.0 * kept[-1]['train_minutes'] if kept else 0.0
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+  if run.is_chief:
+    summaries.write_through_temp(run.history_path, write)
 
 
 def _check_finite(step: int, metrics: dict, run: Run) -> dict:
@@ -141,6 +175,7 @@ def _train(run: Run, state: steps.TrainState, train_rng: jax.Array,
                                 int(state.step))
   pending, logged = None, []  # The last step's metrics; those since the last line.
   watcher = preemption.Watcher()
+  started = time.perf_counter()
   try:
     for step in range(int(state.step) + 1, config.num_train_steps + 1):
       state, metrics = run.train_step(state, next(batches),
@@ -160,12 +195,16 @@ def _train(run: Run, state: steps.TrainState, train_rng: jax.Array,
         _log_train(run, progress, step, logged)
         logged = []
       if step % config.eval_every_steps == 0 and step < config.num_train_steps:
+        run.train_seconds += time.perf_counter() - started
         _evaluate(run, state, step)
+        started = time.perf_counter()
         progress.restart(step)  # Evaluation time is not training speed.
       if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
         if pending is not None:  # Never save a diverged state.
           _check_finite(step, parallel.fetch(pending), run)
         run.ckpt.save(step, state, batches.get_state(), train_rng)
+    jax.block_until_ready(state)
+    run.train_seconds += time.perf_counter() - started
   finally:
     watcher.close()
   return state
@@ -215,8 +254,13 @@ def _evaluate(run: Run, state: steps.TrainState, step: int,
   else:
     results = evaluate_batches(run.eval_step, state, _eval_batches(run), run.mesh)
   run.writer.scalars(step, {f'eval/{k}': v for k, v in results.items()})
-  logging.info('eval step %d: %s', step,
+  logging.info('eval step %d (%.1f min of training): %s', step,
+               run.train_seconds / 60,
                ' '.join(f'{k} {v:.4f}' for k, v in results.items()))
+  if run.is_chief:
+    with open(run.history_path, 'a') as f:
+      f.write(json.dumps({'step': step, 'train_minutes': run.train_seconds / 60,
+                          **results}) + '\n')
   if config.num_sample_images:  # Every process predicts; process 0 writes.
     _write_samples(run, state, step, full)
   run.writer.flush()
@@ -231,7 +275,9 @@ def _write_samples(run: Run, state: steps.TrainState, step: int,
     n = min(run.config.num_sample_images, len(first['input']))
     x, target = first['input'][:n], first['target'][:n]
     output = run.predict(parallel.local_copy(state), jnp.asarray(x))
-    columns = [x, np.asarray(output), target]
+    shown = np.stack([evaluate.shown_input({'input': a, 'target': b})
+                      for a, b in zip(x, target)])
+    columns = [shown, np.asarray(output), target]
   else:
     columns = full['sample']
   grid = summaries.image_grid(columns)
@@ -251,7 +297,8 @@ def _final_report(run: Run, state: steps.TrainState) -> dict[str, Any]:
   if config.eval_whole_images:  # One pass scores the model and the baselines.
     full = task.evaluate_images(
         parallel.local_copy(state), run.predict, task, run.test_source, config,
-        out_dir=os.path.join(run.workdir, 'eval') if run.is_chief else None)
+        out_dir=os.path.join(run.workdir, 'eval') if run.is_chief else None,
+        classical=config.eval_classical)
     _evaluate(run, state, step, full)
     summary.update(num_eval_examples=len(full['images']), **full['mean'],
                    baseline=full['mean'][task.BASELINE_NAME])
@@ -304,23 +351,45 @@ def eval_dir_name(name: str) -> str:
                            for c in name).strip('_')
 
 
+def _changed_corruption(stored: ml_collections.ConfigDict,
+                        config: ml_collections.ConfigDict) -> str:
+  """'_sigma15_sigma_range0-0' when the evaluation's config.denoise differs
+  from the trained run's (so scoring at several noise levels writes several
+  folders); '' when it is the same."""
+  same = lambda a, b: (tuple(a) == tuple(b) if isinstance(a, (list, tuple))
+                       else a == b)
+  parts = []
+  for k, v in config.denoise.items():
+    if not same(stored.denoise.get(k), v):
+      text = '-'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else (
+          f'{v:g}' if isinstance(v, float) else str(v))
+      parts.append(f'_{k}{text}')
+  return ''.join(parts)
+
+
 def evaluate_workdir(config: ml_collections.ConfigDict,
                      workdir: str) -> dict[str, Any]:
   """Scores the latest checkpoint of `workdir` on whole images of
   config.eval_dataset (or the test split of config.dataset), beside the
-  task's baselines; writes workdir/eval_<dataset>/results.{json,md} and PNGs."""
+  task's baselines; writes workdir/eval_<dataset>/results.{json,md} and PNGs.
+
+  The corruption may differ from the trained run's (config.denoise, e.g. a
+  blind model scored at sigma 15): the folder's name then says how
+  (eval_Kodak24_sigma15_sigma_range0-0)."""
   mesh = parallel.make_mesh()
   config_lib.validate(config, num_devices=mesh.size)
   workdir_lib.require_run(workdir)
-  workdir_lib.check_workdir(config, workdir)
+  workdir_lib.check_workdir(config, workdir, workdir_lib.EVAL_FIXED_FIELDS)
   task, model, _ = workdir_lib.build(config)
   name = config.eval_dataset or config.dataset
   source = datasets.get_source(config, 'test', name)
   state, step = workdir_lib.restore_latest(config, workdir)
-  out_dir = os.path.join(workdir, eval_dir_name(name))
+  out_dir = os.path.join(workdir, eval_dir_name(name) + _changed_corruption(
+      workdir_lib.load_config(workdir), config))
   results = task.evaluate_images(
       parallel.local_copy(state), jax.jit(steps.make_predict(model)), task,
-      source, config, out_dir=out_dir if jax.process_index() == 0 else None)
+      source, config, out_dir=out_dir if jax.process_index() == 0 else None,
+      classical=config.eval_classical)
   logging.info('step %d on %s (%d images), written to %s; means:\n%s', step,
                name, len(results['images']), out_dir, '\n'.join(
                    f'  {method}: ' + ' '.join(f'{k} {v:.4f}' for k, v in m.items())

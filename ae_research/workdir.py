@@ -32,22 +32,37 @@ class WorkdirMismatch(errors.UserError, ValueError):
 FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
                 'compress', 'seed', 'patch_size', 'augment', 'batch_size',
                 'num_train_steps', 'optimizer', 'init_from')
+# Scoring a trained run may change everything but what its parameters mean:
+# e.g. the noise level of a denoising run (a blind model at sigma 15, 25, 50).
+EVAL_FIXED_FIELDS = ('task', 'model', 'sr', 'compress')
 
 
 def _defaults() -> dict:
   return json.loads(default_config.get_config().to_json_best_effort())
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Stores the config in `workdir`, or checks it against the stored one."""
+def _stored(stored: dict, defaults: dict, key: str) -> Any:
+  """The stored config's value of `key`, in today's terms: a field the run
+  predates has its default; a model from before config.model.arch was
+  the autoencoder."""
+  value = stored.get(key, defaults.get(key))
+  if key == 'model' and isinstance(value, dict):
+    value = {'arch': 'autoencoder', **value}
+  return value
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str,
+                  fields: tuple[str, ...] = FIXED_FIELDS) -> None:
+  """Stores the config in `workdir`, or checks its `fields` against the
+  stored one."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
     defaults = _defaults()  # A field the stored run predates: its default.
-    differ = [k for k in FIXED_FIELDS
-              if stored.get(k, defaults.get(k)) != current.get(k)]
+    differ = [k for k in fields
+              if _stored(stored, defaults, k) != current.get(k)]
     if differ:
       raise WorkdirMismatch(
           f'{workdir} holds a run with a different config.' +

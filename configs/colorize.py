@@ -5,6 +5,8 @@ Shapes (default): circles must come out red, squares blue.
 Photographs (the embedded photo set, trained on patches, scored on whole
 held-out photos beside the gray input):
   python -m ae_research.main --config=configs/colorize.py:photos --workdir=runs/colorize_photos
+With a U-Net (encoder features concatenated into the decoder):
+  python -m ae_research.main --config=configs/colorize.py:photos,unet --workdir=runs/colorize_unet
 Any variant with ',smoke' appended runs in seconds.
 """
 
@@ -24,4 +26,7 @@ def get_config(variant: str = ''):
   config = default.get_config()
   config.task = 'colorize'
   config.dataset = 'shapes'
-  return default.apply_variant(config, variant, {'photos': _photos})
+  return default.apply_variant(config, variant, {
+      'photos': _photos,
+      'unet': lambda c: default.use_arch(c, 'unet', residual=c.dataset != 'shapes'),
+  })

@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Score whole images of any size (one at a time, beside the task's
   # classical methods) instead of fixed-size batches.
   config.eval_whole_images = False
+  # Whole-image scoring runs the task's classical methods beside the model
+  # (CBM3D takes about a minute per Kodak image on 2 cores); False skips them.
+  config.eval_classical = True
   config.patch_size = 0  # > 0: train on random square crops of this size.
   # Train on one of the 8 flips and rotations of each crop, drawn at random.
   config.augment = False
@@ -36,8 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.compress = ml_collections.ConfigDict(dict(
       model='factorized', lmbda=0.01, bits=4))
   config.shapes = ml_collections.ConfigDict(defaults.SHAPES)
-  # models.Autoencoder's fields and defaults (ae_research/defaults.py).
-  config.model = ml_collections.ConfigDict(defaults.AUTOENCODER)
+  # The model: config.model.arch names one of ae_research/zoo.py's, the
+  # other fields are that architecture's (ae_research/defaults.py ARCHS);
+  # `use_arch` below switches a config to another one.
+  config.model = ml_collections.ConfigDict(
+      dict(arch='autoencoder', **defaults.AUTOENCODER))
 
   # A workdir whose latest parameters start this run (fine-tuning); '' for
   # a fresh initialization.
@@ -66,23 +72,43 @@ def photo_training(config: ml_collections.ConfigDict) -> None:
   config.eval_whole_images = True
   config.patch_size = 48
   config.batch_size = 16
-  config.model.features = (64,)
-  config.model.latent_features = 64
-  config.model.blocks_per_level = 3
-  config.model.residual = True
+  use_arch(config, 'autoencoder', features=(64,), latent_features=64,
+           blocks_per_level=3, residual=True)
   config.num_train_steps = 3000
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 1000
 
 
+def use_arch(config: ml_collections.ConfigDict, arch: str, **fields) -> None:
+  """config.model becomes architecture `arch` with its default fields,
+  changed by `fields`."""
+  unknown = set(fields) - set(defaults.ARCHS[arch])
+  if unknown:
+    raise ValueError(f'{arch} has no field(s) {sorted(unknown)}; its fields: '
+                     f'{sorted(defaults.ARCHS[arch])}')
+  config.model = ml_collections.ConfigDict(
+      dict(arch=arch, **{**defaults.ARCHS[arch], **fields}))
+
+
 VARIANTS = ('smoke',)
+# What 'smoke' shrinks each architecture to.
+SMOKE_MODEL = dict(
+    autoencoder=dict(features=(8, 16), latent_features=16),
+    unet=dict(features=(8, 16)),
+    dncnn=dict(depth=4, width=8),
+    ffdnet=dict(depth=4, width=8),
+    espcn=dict(widths=(8, 8)),
+    fsrcnn=dict(width=8, shrink=4, mapping_layers=1),
+    edsr=dict(num_blocks=1, width=8),
+)
+assert set(SMOKE_MODEL) == set(defaults.ARCHS)
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str,
                   own: dict | None = None) -> ml_collections.ConfigDict:
   """Applies comma-separated named variants, e.g. 'crosshair,smoke'.
 
-  `own` maps an experiment's own variant names to functions that change the
+  `own` maps (in the order they are applied) an experiment's own variant names to functions that change the
   config; 'smoke' (shared) shrinks everything so a run exercises every part
   in seconds, and is applied last.
   """
@@ -93,14 +119,14 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str,
     if name not in known:
       raise ValueError(f'config variant {name!r} is unknown; choose one of '
                        f'{known}, several joined by commas, or none')
-  for name in names:
-    if name in own:
+  for name in own:  # In the experiment's order, whatever the user's.
+    if name in names:
       own[name](config)
   if 'smoke' in names:
     config.shapes.num_train = 256
     config.shapes.num_test = 64
-    config.model.features = (8, 16)
-    config.model.latent_features = 16
+    for k, v in SMOKE_MODEL[config.model.arch].items():
+      config.model[k] = v
     config.batch_size = 16
     config.eval_batch_size = 32
     config.num_train_steps = 20

@@ -42,6 +42,7 @@ def runs(tmp_path_factory):
   c.model.features = (8, 8, 8)
   configs = {'denoise': denoise.get_config('smoke'),
              'sr': super_resolution.get_config('x2,smoke'),
+             'sr_autoencoder': super_resolution.get_config('x2,autoencoder,smoke'),
              'colorize': colorize.get_config('smoke'), 'compress': c}
   out = {}
   for name, config in configs.items():
@@ -166,8 +167,11 @@ def test_tiled_output_equals_whole_output(runs, inputs, tmp_path, capsys, monkey
     np.testing.assert_allclose(tiled, whole, atol=1e-4 + 1 / 65535)
 
 
-def test_super_resolution_upscales_image_and_alpha(runs, inputs, tmp_path, capsys):
-  workdir, config, model, states = runs['sr']
+@pytest.mark.parametrize('name', ['sr', 'sr_autoencoder'])
+def test_super_resolution_upscales_image_and_alpha(name, runs, inputs, tmp_path, capsys):
+  """The low-resolution model (the default) takes the image itself; the
+  autoencoder its bicubic upsampling."""
+  workdir, config, model, states = runs[name]
   out = tmp_path / 'out'
   rc, _ = _main(capsys, inputs / 'rgba.png', f'--workdir={workdir}',
                 f'--output={out}', '--compare')
@@ -178,8 +182,15 @@ def test_super_resolution_upscales_image_and_alpha(runs, inputs, tmp_path, capsy
   assert got.pixels.shape == (33 * s, 28 * s, 3) and got.alpha.shape == (33 * s, 28 * s, 1)
   np.testing.assert_allclose(got.alpha, np.clip(corruptions.bicubic_upscale(src.alpha, s), 0, 1),
                              atol=1 / 255)
-  x = corruptions.quantize(corruptions.bicubic_upscale(src.pixels, s))
-  np.testing.assert_allclose(got.pixels, _predict(model, states[2], x, 4), atol=0.5 / 255 + 1e-5)
+  if model.upscale == 1:
+    x = corruptions.quantize(corruptions.bicubic_upscale(src.pixels, s))
+    expected = _predict(model, states[2], x, model.downsampling)
+  else:
+    assert model.upscale == s
+    expected = np.clip(np.asarray(model.apply(
+        {'params': states[2].params, **states[2].model_state},
+        jnp.asarray(src.pixels[None])))[0], 0, 1)
+  np.testing.assert_allclose(got.pixels, expected, atol=0.5 / 255 + 1e-5)
   # input (enlarged) | model | bicubic, under a row of labels.
   grid = np.asarray(Image.open(out / 'compare' / 'rgba.png'))
   assert grid.shape[1] == 3 * 28 * s + 2 * 2

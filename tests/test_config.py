@@ -52,6 +52,7 @@ def test_locked_config_refuses_unknown_fields_and_wrong_types():
     ('compress.lmbda', 0.0, 'config.compress.lmbda=0.0 is not allowed: use a number > 0'),
     ('compress.bits', 0, 'config.compress.bits=0 is not allowed'),
     ('eval_whole_images', False, 'compression is scored on the real files'),
+    ('eval_classical', 'no', "config.eval_classical='no' is not allowed: use True or False"),
     ('model.upsample', 'nearest', "the factorized model upsamples with one of"),
     ('denoise.noise', 'speckle', "config.denoise.noise='speckle' is not allowed: use one of"),
     ('denoise.sigma_range', (30.0, 10.0), 'must be \\(low, high\\)'),

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 from PIL import Image
 
-from ae_research import evaluate, models, steps, tasks
+from ae_research import evaluate, steps, summaries, tasks
 from configs import denoise, super_resolution
 
 
@@ -19,10 +19,11 @@ def _folder(tmp_path, sizes):
   return str(tmp_path)
 
 
-def _state(config, channels=3):
-  model = models.from_config(config.model, 3)
+def _state(config):
+  task = tasks.get(config.task)
+  model = task.make_model(config)
   return model, steps.create_train_state(model, optax.adam(1e-3), jax.random.key(0),
-                                         (1, 8, 8, channels))
+                                         (1, 8, 8, task.input_channels(config)))
 
 
 def test_apply_whole_keeps_any_size():
@@ -54,8 +55,14 @@ def test_denoise_evaluation_writes_reports(tmp_path):
   table = open(os.path.join(out, 'results.md')).read()
   assert '| **mean** | nl_means |' in table
   grid = np.asarray(Image.open(os.path.join(out, 'images', 'im0.png')))
-  # input | output | nl_means | target (the noisy-input baseline is the input).
-  assert grid.shape[0] == 30 and 4 * 41 < grid.shape[1] < 5 * 41
+  # input | model | nl_means | target (the noisy-input baseline is the
+  # input), each under its label.
+  expected = summaries.labelled_row([(n, np.zeros((30, 41, 3))) for n in
+                                     ('input', 'model', 'nl_means', 'target')])
+  assert grid.shape == expected.shape
+  body = grid.shape[0] - 30
+  for i in range(4):  # Dark label pixels above each column.
+    assert grid[:body, i * 43:i * 43 + 30].min() < 128
 
 
 def test_the_same_seed_gives_the_same_noise(tmp_path):
@@ -70,13 +77,41 @@ def test_the_same_seed_gives_the_same_noise(tmp_path):
   assert run() == run()
 
 
-def test_super_resolution_scores_bicubic_on_y(tmp_path):
-  config = super_resolution.get_config('smoke')
-  model, state = _state(config)
+def test_super_resolution_scores_bicubic_on_y_for_both_designs(tmp_path):
+  """The low-resolution model (the default) and the autoencoder on the
+  bicubic input give outputs of the target's size, beside the same bicubic."""
   os.makedirs(tmp_path / 'in')
   from ae_research.datasets import folder
   source = folder.FolderSource(_folder(tmp_path / 'in', [(31, 40)]))
+  results = {}
+  for variant in ('smoke', 'autoencoder,smoke'):
+    config = super_resolution.get_config(variant)
+    model, state = _state(config)
+    out = str(tmp_path / variant)
+    results[variant] = evaluate.evaluate_images(
+        state, jax.jit(steps.make_predict(model)), tasks.get('super_resolution'),
+        source, config, out_dir=out)
+    assert results[variant]['images'][0]['height'] == 30  # Mod-cropped.
+    assert results[variant]['sample'][1].shape == (1, 30, 39, 3)
+  assert model.upscale == 1 and config.model.arch == 'autoencoder'
+  a, b = (results[v]['mean']['bicubic'] for v in results)
+  assert set(a) == {'psnr_y', 'ssim_y', 'psnr_rgb'}
+  assert a == b
+  assert a != results['smoke']['mean']['model']
+
+
+def test_ffdnet_evaluation_shows_the_noisy_image_not_the_noise_map(tmp_path):
+  config = denoise.get_config('ffdnet,smoke')
+  model, state = _state(config)
+  os.makedirs(tmp_path / 'in')
+  from ae_research.datasets import folder
+  source = folder.FolderSource(_folder(tmp_path / 'in', [(20, 22)]))
   results = evaluate.evaluate_images(state, jax.jit(steps.make_predict(model)),
-                                     tasks.get('super_resolution'), source, config)
-  assert set(results['mean']['bicubic']) == {'psnr_y', 'ssim_y', 'psnr_rgb'}
-  assert results['images'][0]['height'] == 30  # Mod-cropped to the scale.
+                                     tasks.get('denoise'), source, config,
+                                     classical=False)
+  shown, output, target = (x[0] for x in results['sample'])
+  assert shown.shape == output.shape == target.shape == (20, 22, 3)
+  noisy = tasks.get('denoise').make_pair(
+      {'image': np.zeros((20, 22, 3), np.uint8)}, np.random.default_rng(0), config)
+  assert noisy['input'].shape[-1] == 4
+  np.testing.assert_allclose(noisy['input'][..., 3], config.denoise.sigma / 255)

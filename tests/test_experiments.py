@@ -1,9 +1,14 @@
-"""The sweep driver's argument parsing (its runs are the shared loop's)."""
+"""The sweep driver's argument parsing (its runs are the shared loop's), and
+the training-curves plot."""
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
+from PIL import Image
 
 _PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments',
                      'compress_rd.py')
@@ -24,3 +29,34 @@ def test_lambdas_and_their_starting_points():
 def test_bad_lambdas_are_named(text, message):
   with pytest.raises(ValueError, match=message):
     compress_rd.parse_lambdas(text)
+
+
+_CURVES = os.path.join(os.path.dirname(_PATH), 'training_curves.py')
+
+
+def _history(workdir, records):
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, 'eval_history.jsonl'), 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in records)
+
+
+def test_training_curves_plot_runs_beside_anchors(tmp_path):
+  _history(tmp_path / 'a', [{'step': 10, 'train_minutes': 1.0, 'psnr_y': 31.0},
+                            {'step': 20, 'train_minutes': 2.5, 'psnr_y': 32.0}])
+  _history(tmp_path / 'b', [{'step': 10, 'train_minutes': 0.5, 'psnr_y': 30.5}])
+  out = tmp_path / 'curves.png'
+  env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(_PATH)))
+  done = subprocess.run(
+      [sys.executable, _CURVES, '--metric=psnr_y', f'--out={out}',
+       '--anchor=SRCNN=32.75', f'{tmp_path / "a"}=A', str(tmp_path / 'b')],
+      capture_output=True, text=True, env=env)
+  assert done.returncode == 0, done.stderr
+  lines = done.stdout.splitlines()
+  assert lines[0].split() == ['A', '32.00', 'after', '2.5', 'min']
+  assert lines[1].split()[:2] == ['b', '30.50']
+  assert lines[2].split() == ['SRCNN', '32.75']
+  assert Image.open(out).size[0] > 100
+  bad = subprocess.run([sys.executable, _CURVES, '--metric=psnr', str(tmp_path / 'a')],
+                       capture_output=True, text=True, env=env)
+  assert bad.returncode == 1 and "records no 'psnr'; it records" in bad.stderr
+  assert 'psnr_y' in bad.stderr

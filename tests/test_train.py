@@ -45,6 +45,10 @@ def test_smoke_run_writes_everything(smoke_config, tmp_path):
   assert events.Tags()['images'] == ['samples/input_output_target']
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['features'] == list(smoke_config.model.features)
+  history = train.read_history(workdir)
+  assert [r['step'] for r in history] == [10, 20]
+  assert 0 < history[0]['train_minutes'] < history[1]['train_minutes']
+  assert history[-1]['psnr'] == metrics['model']['psnr']
 
 
 class _Crash(Exception):
@@ -171,7 +175,10 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
 
 @pytest.mark.parametrize('module,variant', [
     ('denoise', 'smoke'), ('denoise', 'crosshair,smoke'),
-    ('super_resolution', 'smoke'), ('colorize', 'photos,smoke')])
+    ('denoise', 'dncnn,smoke'), ('denoise', 'ffdnet,blind,smoke'),
+    ('super_resolution', 'smoke'), ('super_resolution', 'autoencoder,smoke'),
+    ('super_resolution', 'edsr,x4,smoke'),
+    ('colorize', 'photos,smoke'), ('colorize', 'photos,unet,smoke')])
 def test_photo_experiments_train_and_score_whole_images(module, variant, data_dir,
                                                         tmp_path):
   import importlib
@@ -212,3 +219,27 @@ def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'eval_Mine', 'results.md'))
   with pytest.raises(workdir_lib.WorkdirMismatch, match='holds no run'):
     train.evaluate_workdir(config, str(tmp_path / 'empty'))
+
+
+def test_eval_mode_scores_another_noise_level_in_its_own_folder(data_dir, tmp_path):
+  from configs import denoise
+  config = denoise.get_config('ffdnet,blind,smoke')
+  config.data_dir = data_dir
+  config.num_train_steps = 4
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  scores = {}
+  for sigma in (15.0, 50.0):
+    at = config.copy_and_resolve_references()
+    at.denoise.sigma, at.denoise.sigma_range = sigma, (0.0, 0.0)
+    at.eval_classical = sigma == 15.0
+    scores[sigma] = train.evaluate_workdir(at, workdir)['mean']
+    assert os.path.exists(os.path.join(
+        workdir, f'eval_photos_sigma{sigma:g}_sigma_range0-0', 'results.json'))
+  assert 'nl_means' in scores[15.0] and 'nl_means' not in scores[50.0]
+  # More noise: a noisier input.
+  assert scores[50.0]['noisy input']['psnr'] < scores[15.0]['noisy input']['psnr']
+  # What the parameters mean may not change.
+  config.model.width = 16
+  with pytest.raises(workdir_lib.WorkdirMismatch, match='config.model'):
+    train.evaluate_workdir(config, workdir)

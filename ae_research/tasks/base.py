@@ -5,7 +5,7 @@ of `Task` below; `tasks/__init__.py` registers it and refuses a module that
 misses one. The loop, evaluation and the apply command call only these
 names, so none of them branches on which experiment runs.
 
-Shared implementations a task may use for its own names: `rgb_autoencoder`
+Shared implementations a task may use for its own names: `rgb_model`
 (make_model), `evaluate.evaluate_images` (evaluate_images) and
 `image_applier` (make_applier).
 """
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import color, corruptions, image_io, models, steps, tiling
+from ae_research import color, corruptions, image_io, steps, tiling, zoo
 
 
 @dataclasses.dataclass
@@ -95,10 +95,11 @@ class Task(Protocol):
     command; see `image_applier`."""
 
 
-def rgb_autoencoder(config: Any, norm_axis_name: Optional[str] = None) -> nn.Module:
-  """The `models.Autoencoder` that config.model describes, with RGB output."""
-  return models.from_config(config.model, out_features=3,
-                            norm_axis_name=norm_axis_name)
+def rgb_model(config: Any, norm_axis_name: Optional[str] = None) -> nn.Module:
+  """The model that config.model describes (`zoo.from_config`), with RGB
+  output."""
+  return zoo.from_config(config.model, out_features=3,
+                         norm_axis_name=norm_axis_name)
 
 
 def carry_alpha(alpha: Optional[np.ndarray], h: int, w: int) -> Optional[np.ndarray]:
@@ -125,7 +126,8 @@ def image_applier(task: Task, config: Any, state: Any, plan: tiling.Tiling) -> A
             on_tile: Optional[Callable[[int, int], None]] = None) -> Result:
     pair = task.apply_pair(image.pixels, config)
     out, decision = tiling.apply_image(predict, state, pair['input'],
-                                       model.downsampling, plan, on_tile)
+                                       model.downsampling, plan, on_tile,
+                                       scale=model.upscale)
     out = np.clip(out, 0.0, 1.0)
     if pair.get('gray'):
       out = color.luma(out)
@@ -133,7 +135,9 @@ def image_applier(task: Task, config: Any, state: Any, plan: tiling.Tiling) -> A
     result = Result(image_io.Image(out, carry_alpha(image.alpha, h, w),
                                    image.bit_depth), decision=decision)
     if compare:
-      baseline = np.asarray(task.baseline({'input': jnp.asarray(pair['input'][None])}))[0]
+      batch = {k: jnp.asarray(v[None]) for k, v in pair.items()
+               if isinstance(v, np.ndarray)}
+      baseline = np.asarray(task.baseline(batch))[0]
       others = {task.BASELINE_NAME: baseline, **task.classical(pair, config)}
       result.compare = [('input', pair['shown']), ('model', out)] + [
           (name, np.clip(p, 0.0, 1.0)) for name, p in others.items()

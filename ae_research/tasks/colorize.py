@@ -21,7 +21,7 @@ APPLY_FILES = ()
 RED = np.array([1.0, 0.0, 0.0], np.float32)
 BLUE = np.array([0.0, 0.0, 1.0], np.float32)
 
-make_model = base.rgb_autoencoder
+make_model = base.rgb_model
 evaluate_images = evaluate.evaluate_images
 make_applier = base.image_applier
 

@@ -30,11 +30,19 @@ def check_config(config: Any) -> list[str]:
       'compress.lmbda': checks.positive_float,
       'compress.bits': checks.one_of(tuple(range(1, 17))),
   })
+  if config.model.arch != 'autoencoder':
+    found.append(f'config.model.arch={config.model.arch!r}: the compression '
+                 "models are built from the autoencoder's fields; use "
+                 "'autoencoder'")
+    return found
   if (config.compress.model == 'factorized' and
       config.model.upsample not in compression.FACTORIZED_UPSAMPLE_KINDS):
     found.append(f'config.model.upsample={config.model.upsample!r}: the '
                  'factorized model upsamples with one of '
                  f'{list(compression.FACTORIZED_UPSAMPLE_KINDS)}')
+  if not config.eval_classical:
+    found.append('config.eval_classical=False: compression is scored beside '
+                 'JPEG and WebP at the same rate; set it to True')
   if not config.eval_whole_images:
     found.append('config.eval_whole_images=False: compression is scored on '
                  'the real files of whole images; set it to True')

@@ -7,6 +7,10 @@ Classical baselines, by corruption: scikit-image's non-local means (and BM3D
 when the optional `bm3d` package is installed) for Gaussian noise, a 3x3
 median filter for salt and pepper, biharmonic inpainting of the known damaged
 pixels for masks and the crosshair.
+
+A model that takes the noise level (config.model.arch 'ffdnet') gets it as
+one more input channel after the image: sigma / 255 at every pixel, the
+sigma drawn for that image (blind training) or config.denoise.sigma.
 """
 
 from typing import Any
@@ -21,7 +25,7 @@ try:
 except ImportError:
   bm3d = None
 
-from ae_research import checks, corruptions, evaluate
+from ae_research import checks, corruptions, evaluate, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -30,7 +34,7 @@ BASELINE_NAME = 'noisy input'
 APPLY_FILES = ()
 NOISES = ('gaussian', 'salt_and_pepper', 'mask', 'crosshair')
 
-make_model = base.rgb_autoencoder
+make_model = base.rgb_model
 evaluate_images = evaluate.evaluate_images
 make_applier = base.image_applier
 
@@ -43,6 +47,10 @@ def check_config(config: Any) -> list[str]:
       'denoise.amount': checks.fraction,
       'denoise.crosshair_thickness': checks.positive,
   })
+  if takes_noise_map(config) and config.denoise.noise != 'gaussian':
+    found.append(f'config.model.arch={config.model.arch!r} takes the noise '
+                 'level as an input: it denoises Gaussian noise '
+                 f"(config.denoise.noise='gaussian'), not {config.denoise.noise!r}")
   lo, hi = config.denoise.sigma_range
   if not 0 <= lo <= hi:
     found.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
@@ -50,31 +58,44 @@ def check_config(config: Any) -> list[str]:
   return found
 
 
+def takes_noise_map(config: Any) -> bool:
+  """Whether the model's input ends with a noise-level map."""
+  return config.model.arch in zoo.NOISE_MAP_ARCHS
+
+
 def input_channels(config: Any) -> int:
-  del config
-  return 3
+  return 4 if takes_noise_map(config) else 3
 
 
-def corrupt(clean: np.ndarray, rng: np.random.Generator,
-            c: Any) -> tuple[np.ndarray, np.ndarray | None]:
-  """(corrupted image, HxWx1 map of the damaged pixels or None)."""
+def with_noise_map(noisy: np.ndarray, sigma: float) -> np.ndarray:
+  """The image with one more channel: sigma / 255 everywhere."""
+  level = np.full(noisy.shape[:2] + (1,), sigma / 255.0, np.float32)
+  return np.concatenate([noisy.astype(np.float32), level], -1)
+
+
+def corrupt(clean: np.ndarray, rng: np.random.Generator, c: Any
+            ) -> tuple[np.ndarray, np.ndarray | None, float]:
+  """(corrupted image, HxWx1 map of the damaged pixels or None, Gaussian
+  sigma or 0)."""
   if c.noise == 'gaussian':
     sigma = corruptions.draw_sigma(rng, c.sigma, tuple(c.sigma_range))
-    return corruptions.gaussian_noise(clean, rng, sigma), None
+    return corruptions.gaussian_noise(clean, rng, sigma), None, sigma
   if c.noise == 'salt_and_pepper':
-    return corruptions.salt_and_pepper(clean, rng, c.amount), None
+    return corruptions.salt_and_pepper(clean, rng, c.amount), None, 0.0
   if c.noise == 'mask':
-    return corruptions.random_mask(clean, rng, c.amount)
+    return corruptions.random_mask(clean, rng, c.amount) + (0.0,)
   if c.noise == 'crosshair':
-    return corruptions.crosshair(clean, rng, c.crosshair_thickness)
+    return corruptions.crosshair(clean, rng, c.crosshair_thickness) + (0.0,)
   raise ValueError(f'config.denoise.noise={c.noise!r}; choose one of {NOISES}')
 
 
 def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
               config: Any) -> dict[str, np.ndarray]:
   clean = example['image'].astype(np.float32) / 255.0
-  corrupted, damage = corrupt(clean, rng, config.denoise)
+  corrupted, damage, sigma = corrupt(clean, rng, config.denoise)
   pair = {'input': corrupted, 'target': clean}
+  if takes_noise_map(config):
+    pair.update(input=with_noise_map(corrupted, sigma), shown=corrupted)
   if damage is not None:
     pair['damage'] = damage
   return pair
@@ -84,9 +105,12 @@ def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
   """A user's corrupted image as the model's input. A gray image goes in as
   RGB and comes out gray. For the inpainting corruptions, the damaged pixels
   the classical method fills are guessed as those at the corruption's value
-  (black in every channel)."""
+  (black in every channel). A model that takes the noise level is told
+  config.denoise.sigma."""
   x = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
   pair = {'input': x, 'shown': x, 'gray': image.shape[-1] == 1}
+  if takes_noise_map(config):
+    pair['input'] = with_noise_map(x, config.denoise.sigma)
   if config.denoise.noise in ('mask', 'crosshair'):
     pair['damage'] = np.all(x <= 0.5 / 255.0, axis=-1, keepdims=True).astype(np.float32)
   return pair
@@ -104,8 +128,8 @@ def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any = None):
 
 
 def baseline(batch: dict[str, jax.Array]) -> jax.Array:
-  """The corrupted input itself."""
-  return batch['input']
+  """The corrupted input itself (its image, without a noise map)."""
+  return batch['input'][..., :3]
 
 
 def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -118,7 +142,7 @@ def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
 def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
   """The classical methods for this corruption, on one whole image."""
   c = config.denoise
-  noisy = np.clip(pair['input'], 0.0, 1.0)
+  noisy = np.clip(pair['input'][..., :3], 0.0, 1.0)
   if c.noise == 'salt_and_pepper':
     return {'median_3x3': median_filter(noisy, size=(3, 3, 1))}
   if c.noise in ('mask', 'crosshair'):

@@ -1,19 +1,22 @@
-"""Super-resolution: the bicubic upsampling of a low-resolution image in,
-the high-resolution image out.
+"""Super-resolution: a low-resolution image in, the high-resolution one out.
 
 Low-resolution images are made by MATLAB-style bicubic downscaling by
-config.sr.scale (2, 3 or 4) of the mod-cropped image, saved to 8 bits; the
-model sees them upsampled back by bicubic interpolation and restores detail.
+config.sr.scale (2, 3 or 4) of the mod-cropped image, saved to 8 bits. The
+low-resolution models (config.model.arch 'espcn', 'fsrcnn', 'edsr'; see
+zoo.py) take that image itself and compute at its resolution; the others
+(the autoencoder, the U-Net) see it upsampled back by bicubic interpolation
+and restore detail at full resolution, `scale`² times the work per layer.
 Scored the way super-resolution papers score: PSNR and SSIM on the Y channel
 with `scale` pixels cropped from each border; the baseline is bicubic.
 """
 
-from typing import Any
+from typing import Any, Optional
 
+import flax.linen as nn
 import jax
 import numpy as np
 
-from ae_research import checks, color, corruptions, evaluate
+from ae_research import checks, color, corruptions, evaluate, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -22,17 +25,37 @@ BASELINE_NAME = 'bicubic'
 APPLY_FILES = ()
 SCALES = (2, 3, 4)
 
-make_model = base.rgb_autoencoder
 evaluate_images = evaluate.evaluate_images
 make_applier = base.image_applier
+
+
+def low_resolution_input(config: Any) -> bool:
+  """Whether the model takes the low-resolution image itself."""
+  return config.model.arch in zoo.SUPER_RESOLUTION_ARCHS
+
+
+def make_model(config: Any, norm_axis_name: Optional[str] = None) -> nn.Module:
+  """config.model's architecture, RGB out; the low-resolution models
+  upsample by config.sr.scale."""
+  return zoo.from_config(config.model, out_features=3,
+                         norm_axis_name=norm_axis_name, scale=config.sr.scale)
 
 
 def check_config(config: Any) -> list[str]:
   """config.sr.scale, and training patches that it divides."""
   found = checks.problems(config, {'sr.scale': checks.one_of(SCALES)})
-  if not found and config.patch_size % config.sr.scale:
+  if found:
+    return found
+  s = config.sr.scale
+  if config.patch_size % s:
     found.append(f'config.patch_size={config.patch_size} must be a multiple '
-                 f'of config.sr.scale={config.sr.scale}')
+                 f'of config.sr.scale={s}')
+  elif low_resolution_input(config):
+    multiple = make_model(config).downsampling
+    if (config.patch_size // s) % multiple:
+      found.append(f'config.patch_size={config.patch_size} must be a multiple '
+                   f'of {s * multiple} (config.sr.scale x what the model '
+                   'downsamples by)')
   return found
 
 
@@ -47,18 +70,24 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   scale = config.sr.scale
   hr = corruptions.mod_crop(example['image'].astype(np.float32) / 255.0, scale)
   lr = corruptions.quantize(corruptions.bicubic_downscale(hr, scale))
-  return {'input': corruptions.quantize(corruptions.bicubic_upscale(lr, scale)),
-          'target': hr}
+  bicubic = corruptions.quantize(corruptions.bicubic_upscale(lr, scale))
+  if low_resolution_input(config):
+    return {'input': lr, 'target': hr, 'bicubic': bicubic}
+  return {'input': bicubic, 'target': hr}
 
 
 def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
-  """A user's low-resolution image, upsampled by bicubic as in training; it
-  is shown beside the output with its pixels enlarged (nearest)."""
+  """A user's low-resolution image, as the model takes it (itself, or
+  upsampled by bicubic as in training); it is shown beside the output with
+  its pixels enlarged (nearest)."""
   s = config.sr.scale
   x = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
   shown = np.repeat(np.repeat(x, s, axis=0), s, axis=1)
-  return {'input': corruptions.quantize(corruptions.bicubic_upscale(x, s)),
-          'shown': shown, 'gray': image.shape[-1] == 1}
+  bicubic = corruptions.quantize(corruptions.bicubic_upscale(x, s))
+  pair = {'input': bicubic, 'shown': shown, 'gray': image.shape[-1] == 1}
+  if low_resolution_input(config):
+    pair.update(input=x, bicubic=bicubic)
+  return pair
 
 
 def loss(pred: jax.Array, batch: dict[str, jax.Array],
@@ -84,8 +113,8 @@ def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any):
 
 
 def baseline(batch: dict[str, jax.Array]) -> jax.Array:
-  """Bicubic upsampling: the input itself."""
-  return batch['input']
+  """Bicubic upsampling (the input itself, for a model that takes it)."""
+  return batch.get('bicubic', batch['input'])
 
 
 def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:

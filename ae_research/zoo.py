@@ -1,0 +1,339 @@
+"""The field's reference models for restoration, as pure linen modules.
+
+Importable and used like `models.Autoencoder` (`init`/`apply`, a batch
+BxHxWxC in, `train=` for batch norm):
+
+  model = zoo.DnCNN()                                  # denoising
+  model = zoo.FFDNet()                                 # noisy RGB + sigma map
+  model = zoo.EDSR(scale=3)                            # low resolution in
+  variables = model.init(jax.random.key(0), x_BxHxWxC)
+  y = model.apply(variables, x_BxHxWxC)
+
+Every model says how its input must be sized and what it gives back:
+`downsampling` (height and width must be multiples of it; the whole-image
+evaluation and `apply` pad to it) and `upscale` (the output is this many
+times larger: the super-resolution models compute at low resolution and
+upsample once, at the end, with a sub-pixel convolution).
+
+- `DnCNN` (Zhang et al., TIP 2017): `depth` 3x3 convolutions of `width`
+  channels with batch norm, predicting the noise that is subtracted.
+- `FFDNet` (Zhang, Zuo, Zhang, TIP 2018): pixel unshuffle to half
+  resolution, the noise level as an extra input channel (the last channel
+  of the input holds sigma / 255 everywhere), so one model serves a range
+  of noise levels; pixel shuffle back.
+- `UNet` (Ronneberger et al. 2015): an encoder-decoder whose decoder levels
+  concatenate the encoder's features of the same resolution.
+- `ESPCN` (Shi et al. 2016), `FSRCNN` (Dong et al. 2016, with a sub-pixel
+  layer in place of its transposed convolution) and `EDSR` (Lim et al.
+  2017; the baseline is 16 residual blocks of 64 channels): low resolution
+  in, `scale` times larger out. With `bicubic_skip` they add their output
+  to a bicubic upsampling of the input (learning only the missing detail).
+
+`from_config(config.model, out_features, ...)` builds the model that
+`config.model.arch` names, with the fields of `defaults.ARCHS[arch]`.
+"""
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ae_research import defaults, models
+
+_ARCHS = defaults.ARCHS
+
+
+def _residual_base(x_BxHxWxC: jax.Array, out_features: int) -> jax.Array:
+  """The part of the input an output of `out_features` channels adds to:
+  the first `out_features` channels (a noise map after them is not an image),
+  or a 1-channel input broadcast to every output channel."""
+  c = x_BxHxWxC.shape[-1]
+  if c == 1:
+    return jnp.broadcast_to(x_BxHxWxC, x_BxHxWxC.shape[:3] + (out_features,))
+  if c < out_features:
+    raise ValueError(f'a residual output of {out_features} channels adds the '
+                     f'input to it: the input needs 1 or at least '
+                     f'{out_features} channels; got {c}')
+  return x_BxHxWxC[..., :out_features]
+
+
+class PlainStack(nn.Module):
+  """`depth` 3x3 convolutions of `width` channels (DnCNN's and FFDNet's
+  body): ReLU after the first, normalization and ReLU after the middle
+  ones; the last one (`last`) gives `out_features` channels. He
+  initialization: with flax's default (LeCun) a 12-layer stack without
+  normalization passes on 1/60 of its input's scale, and trains slowly."""
+  depth: int
+  width: int
+  out_features: int
+  norm: str = 'none'
+  norm_axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.depth < 2:
+      raise ValueError(f'depth={self.depth}: needs at least 2 layers')
+    he = nn.initializers.kaiming_normal()
+    x = nn.relu(nn.Conv(self.width, (3, 3), kernel_init=he, name='first')(x))
+    x = models.ConvBlock(self.width, self.depth - 2, self.norm, 'relu',
+                         self.norm_axis_name, kernel_init=he)(x, train)
+    return nn.Conv(self.out_features, (3, 3), name='last')(x)
+
+
+class DnCNN(nn.Module):
+  """A plain stack of 3x3 convolutions at full resolution; with `residual`
+  it predicts the noise and returns input minus noise."""
+  depth: int = _ARCHS['dncnn']['depth']
+  width: int = _ARCHS['dncnn']['width']
+  norm: str = _ARCHS['dncnn']['norm']
+  residual: bool = _ARCHS['dncnn']['residual']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None
+
+  downsampling = 1
+  upscale = 1
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    models.check_batch(x_BxHxWxC, 'DnCNN')
+    y = PlainStack(self.depth, self.width, self.out_features, self.norm,
+                   self.norm_axis_name, name='body')(x_BxHxWxC, train)
+    if self.residual:  # y is the noise.
+      return _residual_base(x_BxHxWxC, self.out_features) - y
+    return y
+
+
+class FFDNet(nn.Module):
+  """Half resolution after pixel unshuffle, with a noise-level map.
+
+  The input's last channel is the noise map (sigma / 255 at every pixel);
+  the others are the noisy image. Sides of any size (padded to even).
+  """
+  depth: int = _ARCHS['ffdnet']['depth']
+  width: int = _ARCHS['ffdnet']['width']
+  norm: str = _ARCHS['ffdnet']['norm']
+  residual: bool = _ARCHS['ffdnet']['residual']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None
+
+  downsampling = 2
+  upscale = 1
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    models.check_batch(x_BxHxWxC, 'FFDNet')
+    if x_BxHxWxC.shape[-1] < 2:
+      raise ValueError('FFDNet takes the noisy image and, as its last '
+                       'channel, the noise map (sigma / 255); got '
+                       f'{x_BxHxWxC.shape[-1]} channel(s)')
+    _, h, w, _ = x_BxHxWxC.shape
+    x_pad = models.pad_to_multiple(x_BxHxWxC, 2)
+    image, sigma = x_pad[..., :-1], x_pad[..., -1:]
+    x = jnp.concatenate([models.space_to_depth(image), sigma[:, ::2, ::2]], -1)
+    y = PlainStack(self.depth, self.width, 4 * self.out_features, self.norm,
+                   self.norm_axis_name, name='body')(x, train)
+    y = models.depth_to_space(y)
+    if self.residual:
+      y = y + _residual_base(image, self.out_features)
+    return y[:, :h, :w]
+
+
+class UNet(nn.Module):
+  """Per entry f of `features`: `blocks_per_level` convolutions of f
+  channels, then (but for the last) a downsampling; the decoder upsamples,
+  concatenates the encoder's features of that level and convolves.
+
+  Any input size (padded to multiples of `downsampling`). With `residual`
+  the output is added to the input (1 channel: to every output channel).
+  """
+  features: Sequence[int] = _ARCHS['unet']['features']
+  blocks_per_level: int = _ARCHS['unet']['blocks_per_level']
+  downsample: str = _ARCHS['unet']['downsample']
+  upsample: str = _ARCHS['unet']['upsample']
+  norm: str = _ARCHS['unet']['norm']
+  activation: str = _ARCHS['unet']['activation']
+  output_activation: str = _ARCHS['unet']['output_activation']
+  residual: bool = _ARCHS['unet']['residual']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None
+
+  upscale = 1
+
+  @property
+  def downsampling(self) -> int:
+    return 2 ** (len(self.features) - 1)
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    models.check_batch(x_BxHxWxC, 'UNet')
+    _, h, w, _ = x_BxHxWxC.shape
+    x_pad = models.pad_to_multiple(x_BxHxWxC, self.downsampling)
+    block = lambda f: models.ConvBlock(f, self.blocks_per_level, self.norm,
+                                       self.activation, self.norm_axis_name)
+    act = models.activation(self.activation)
+    x = act(nn.Conv(self.features[0], (3, 3))(x_pad))
+    skips = []
+    for i, f in enumerate(self.features):
+      if i:
+        x = act(models.Downsample(f, self.downsample)(x))
+      x = block(f)(x, train)
+      skips.append(x)
+    for f, skip in reversed(list(zip(self.features[:-1], skips[:-1]))):
+      x = act(models.Upsample(f, self.upsample)(x))
+      x = block(f)(jnp.concatenate([x, skip], -1), train)
+    y = nn.Conv(self.out_features, (3, 3))(x)
+    if self.residual:
+      y = y + _residual_base(x_pad, self.out_features)
+    if self.output_activation == 'sigmoid':
+      y = nn.sigmoid(y)
+    return y[:, :h, :w]
+
+
+def bicubic_upsample(x_BxHxWxC: jax.Array, scale: int) -> jax.Array:
+  """Keys bicubic (a = -0.5) upsampling by `scale`, inside the graph."""
+  b, h, w, c = x_BxHxWxC.shape
+  return jax.image.resize(x_BxHxWxC, (b, h * scale, w * scale, c), 'cubic')
+
+
+def _check_scale(scale: int, who: str) -> None:
+  if scale not in (2, 3, 4):
+    raise ValueError(f'{who} scale={scale}; choose 2, 3 or 4')
+
+
+class _SuperResolution(nn.Module):
+  """What the low-resolution models share: the sub-pixel output layer and
+  the optional bicubic skip."""
+
+  downsampling = 1
+
+  @property
+  def upscale(self) -> int:
+    return self.scale
+
+  def finish(self, x_BxHxWxC: jax.Array, features: jax.Array) -> jax.Array:
+    """A 3x3 convolution to scale² x out channels, pixel shuffle, and the
+    bicubic upsampling of the input added with `bicubic_skip`."""
+    y = nn.Conv(self.scale ** 2 * self.out_features, (3, 3))(features)
+    y = models.depth_to_space(y, self.scale)
+    if self.bicubic_skip:
+      y = y + _residual_base(bicubic_upsample(x_BxHxWxC, self.scale),
+                             self.out_features)
+    return y
+
+
+class ESPCN(_SuperResolution):
+  """5x5 then 3x3 convolutions at low resolution (`widths`), tanh, then the
+  sub-pixel layer."""
+  scale: int = 3
+  widths: Sequence[int] = _ARCHS['espcn']['widths']
+  activation: str = _ARCHS['espcn']['activation']
+  bicubic_skip: bool = _ARCHS['espcn']['bicubic_skip']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None  # Unused: no normalization.
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    models.check_batch(x_BxHxWxC, 'ESPCN')
+    _check_scale(self.scale, 'ESPCN')
+    act = models.activation(self.activation)
+    x = x_BxHxWxC
+    for i, f in enumerate(self.widths):
+      x = act(nn.Conv(f, (5, 5) if i == 0 else (3, 3))(x))
+    return self.finish(x_BxHxWxC, x)
+
+
+class FSRCNN(_SuperResolution):
+  """Feature extraction (5x5, `width`), shrinking (1x1, `shrink`),
+  `mapping_layers` 3x3 convolutions, expanding (1x1, `width`), PReLU
+  after each; then the sub-pixel layer."""
+  scale: int = 3
+  width: int = _ARCHS['fsrcnn']['width']
+  shrink: int = _ARCHS['fsrcnn']['shrink']
+  mapping_layers: int = _ARCHS['fsrcnn']['mapping_layers']
+  bicubic_skip: bool = _ARCHS['fsrcnn']['bicubic_skip']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None  # Unused: no normalization.
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    models.check_batch(x_BxHxWxC, 'FSRCNN')
+    _check_scale(self.scale, 'FSRCNN')
+    layers = ([(self.width, 5), (self.shrink, 1)] +
+              [(self.shrink, 3)] * self.mapping_layers + [(self.width, 1)])
+    x = x_BxHxWxC
+    for f, k in layers:
+      x = nn.PReLU(negative_slope_init=0.25)(nn.Conv(f, (k, k))(x))
+    return self.finish(x_BxHxWxC, x)
+
+
+class EDSR(_SuperResolution):
+  """A 3x3 head, `num_blocks` residual blocks (conv, ReLU, conv, scaled by
+  `res_scale`) and a 3x3 convolution with a long skip over them, all at low
+  resolution; then EDSR's upsampler: a convolution to scale² x `width`
+  channels and pixel shuffle (x4 in two x2 steps), and a 3x3 convolution to
+  the output channels."""
+  scale: int = 3
+  num_blocks: int = _ARCHS['edsr']['num_blocks']
+  width: int = _ARCHS['edsr']['width']
+  res_scale: float = _ARCHS['edsr']['res_scale']
+  bicubic_skip: bool = _ARCHS['edsr']['bicubic_skip']
+  out_features: int = 3
+  norm_axis_name: Optional[str] = None  # Unused: no normalization.
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    models.check_batch(x_BxHxWxC, 'EDSR')
+    _check_scale(self.scale, 'EDSR')
+    # EDSR subtracts the training set's mean color; 0.5 is the middle of [0, 1].
+    head = nn.Conv(self.width, (3, 3))(x_BxHxWxC - 0.5)
+    x = head
+    for _ in range(self.num_blocks):
+      r = nn.Conv(self.width, (3, 3))(nn.relu(nn.Conv(self.width, (3, 3))(x)))
+      x = x + self.res_scale * r
+    x = nn.Conv(self.width, (3, 3))(x) + head
+    for step in ((2, 2) if self.scale == 4 else (self.scale,)):
+      x = models.depth_to_space(nn.Conv(step ** 2 * self.width, (3, 3))(x), step)
+    y = nn.Conv(self.out_features, (3, 3))(x)
+    if self.bicubic_skip:
+      return y + _residual_base(bicubic_upsample(x_BxHxWxC, self.scale),
+                                self.out_features)
+    return y + 0.5
+
+
+ARCHS = {
+    'autoencoder': models.Autoencoder,
+    'unet': UNet,
+    'dncnn': DnCNN,
+    'ffdnet': FFDNet,
+    'espcn': ESPCN,
+    'fsrcnn': FSRCNN,
+    'edsr': EDSR,
+}
+# Low resolution in, `scale` times larger out.
+SUPER_RESOLUTION_ARCHS = ('espcn', 'fsrcnn', 'edsr')
+# The input's last channel is the noise map.
+NOISE_MAP_ARCHS = ('ffdnet',)
+assert set(ARCHS) == set(_ARCHS), 'defaults.ARCHS and zoo.ARCHS must agree'
+
+
+def from_config(model_config: Any, out_features: int,
+                norm_axis_name: Optional[str] = None,
+                scale: int = 1) -> nn.Module:
+  """The model `config.model` describes: `config.model.arch` names it, and
+  its fields (those of `defaults.ARCHS[arch]`) configure it. `scale` is the
+  super-resolution factor of the low-resolution models."""
+  arch = model_config.get('arch', 'autoencoder')
+  if arch not in ARCHS:
+    raise ValueError(f'config.model.arch={arch!r}; choose one of {tuple(ARCHS)}')
+  kwargs = {k: model_config[k] for k in _ARCHS[arch]}
+  for k, v in kwargs.items():
+    if isinstance(v, list):
+      kwargs[k] = tuple(v)
+  if arch in SUPER_RESOLUTION_ARCHS:
+    kwargs['scale'] = scale
+  return ARCHS[arch](out_features=out_features, norm_axis_name=norm_axis_name,
+                     **kwargs)
