@@ -373,6 +373,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
   config.eval_dataset (or the test split of config.dataset), beside the
   task's baselines; writes workdir/eval_<dataset>/results.{json,md} and PNGs.
 
+  At most config.num_eval_examples images are scored (the first ones).
   The corruption may differ from the trained run's (config.denoise, e.g. a
   blind model scored at sigma 15): the folder's name then says how
   (eval_Kodak24_sigma15_sigma_range0-0)."""
@@ -389,7 +390,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
   results = task.evaluate_images(
       parallel.local_copy(state), jax.jit(steps.make_predict(model)), task,
       source, config, out_dir=out_dir if jax.process_index() == 0 else None,
-      classical=config.eval_classical)
+      max_images=config.num_eval_examples, classical=config.eval_classical)
   logging.info('step %d on %s (%d images), written to %s; means:\n%s', step,
                name, len(results['images']), out_dir, '\n'.join(
                    f'  {method}: ' + ' '.join(f'{k} {v:.4f}' for k, v in m.items())

@@ -9,6 +9,7 @@ import optax
 from PIL import Image
 
 from ae_research import evaluate, steps, summaries, tasks
+from ae_research.tasks import denoise as denoise_task
 from configs import denoise, super_resolution
 
 
@@ -46,7 +47,8 @@ def test_denoise_evaluation_writes_reports(tmp_path):
                                      tasks.get('denoise'), folder.FolderSource(source_dir),
                                      config, out_dir=out)
   assert [r['name'] for r in results['images']] == ['im0', 'im1']
-  assert set(results['mean']) == {'model', 'noisy input', 'nl_means'}
+  classical = ['nl_means'] + (['bm3d'] if denoise_task.bm3d else [])
+  assert set(results['mean']) == {'model', 'noisy input', *classical}
   for r in results['images']:
     # Non-local means beats the noisy input on any image.
     assert r['nl_means']['psnr'] > r['noisy input']['psnr']
@@ -57,11 +59,11 @@ def test_denoise_evaluation_writes_reports(tmp_path):
   grid = np.asarray(Image.open(os.path.join(out, 'images', 'im0.png')))
   # input | model | nl_means | target (the noisy-input baseline is the
   # input), each under its label.
-  expected = summaries.labelled_row([(n, np.zeros((30, 41, 3))) for n in
-                                     ('input', 'model', 'nl_means', 'target')])
+  names = ['input', 'model', *classical, 'target']
+  expected = summaries.labelled_row([(n, np.zeros((30, 41, 3))) for n in names])
   assert grid.shape == expected.shape
   body = grid.shape[0] - 30
-  for i in range(4):  # Dark label pixels above each column.
+  for i in range(len(names)):  # Dark label pixels above each column.
     assert grid[:body, i * 43:i * 43 + 30].min() < 128
 
 

@@ -157,7 +157,7 @@ def test_refuses_unbatched_and_wrong_rank_inputs():
 
 
 @pytest.mark.parametrize('field,value,choices', [
-    ('activation', 'tanh', tuple(models.ACTIVATIONS)),
+    ('activation', 'softsign', tuple(models.ACTIVATIONS)),
     ('output_activation', 'softmax', models.OUTPUT_ACTIVATIONS),
     ('downsample', 'maxpool', models.DOWNSAMPLE_KINDS),
     ('upsample', 'bilinear', models.UPSAMPLE_KINDS),

@@ -217,6 +217,8 @@ def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
   results = train.evaluate_workdir(config, workdir)
   assert [r['height'] for r in results['images']] == [33, 30]
   assert os.path.exists(os.path.join(workdir, 'eval_Mine', 'results.md'))
+  config.num_eval_examples = 1  # The first image only.
+  assert [r['height'] for r in train.evaluate_workdir(config, workdir)['images']] == [33]
   with pytest.raises(workdir_lib.WorkdirMismatch, match='holds no run'):
     train.evaluate_workdir(config, str(tmp_path / 'empty'))
 
