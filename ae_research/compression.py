@@ -44,20 +44,21 @@ class GDN(nn.Module):
   """Generalized divisive normalization (Balle et al. 2016), or its inverse.
 
   y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); beta and gamma stay
-  non-negative by being stored as square roots.
+  non-negative by being stored as square roots. Computed in float32 (a
+  bfloat16 input comes back bfloat16).
   """
   inverse: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
+    c, dtype, x = x.shape[-1], x.dtype, x.astype(jnp.float32)
     beta_sqrt = self.param('beta_sqrt', nn.initializers.ones, (c,))
     gamma_sqrt = self.param(
         'gamma_sqrt', lambda _, s: jnp.sqrt(0.1 * jnp.eye(s[0]) + 1e-6), (c, c))
     beta = (jnp.square(beta_sqrt) + 1e-6).reshape(1, 1, 1, c)
     gamma = jnp.square(gamma_sqrt)
     norm = jnp.sqrt(jnp.einsum('bhwj,ji->bhwi', jnp.square(x), gamma) + beta)
-    return x * norm if self.inverse else x / norm
+    return (x * norm if self.inverse else x / norm).astype(dtype)
 
 
 def _softplus_inverse(x: float) -> float:
@@ -104,11 +105,12 @@ class EntropyBottleneck(nn.Module):
     return x[:, 0, :]
 
   def __call__(self, y_BxhxwxC: jax.Array) -> jax.Array:
-    """P(the unit bin around y) under each channel's density, bounded below."""
+    """P(the unit bin around y) under each channel's density, bounded below;
+    float32 whatever y's dtype."""
     shape = y_BxhxwxC.shape
     # The batch axis leads the merged N, so a batch-sharded y's sharding
     # carries over (jax infers it, even under an Explicit mesh).
-    y = y_BxhxwxC.reshape(-1, shape[-1]).T  # [C, N]
+    y = y_BxhxwxC.astype(jnp.float32).reshape(-1, shape[-1]).T  # [C, N]
     lower = self.cdf_logits(y - 0.5)
     upper = self.cdf_logits(y + 0.5)
     # In a tail the difference is taken on the side where the two sigmoids
@@ -186,13 +188,15 @@ class FactorizedPrior(nn.Module):
     return jnp.clip(self.synthesis(symbols_Bxhxwxk.astype(jnp.float32)), 0.0, 1.0)
 
   def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-    y = self.analysis(x_BxHxWx3)
+    # The latent, its noise and its likelihoods in float32 whatever the
+    # compute dtype (the synthesis computes in the input's).
+    y = self.analysis(x_BxHxWx3).astype(jnp.float32)
     if train:  # Uniform noise stands in for rounding (same density, smooth).
       y_hat = y + jax.random.uniform(self.make_rng('noise'), y.shape,
                                      minval=-0.5, maxval=0.5)
     else:
       y_hat = jnp.round(y)
-    x_hat = self.synthesis(y_hat)
+    x_hat = self.synthesis(y_hat.astype(x_BxHxWx3.dtype))
     if not train:
       x_hat = jnp.clip(x_hat, 0.0, 1.0)
     return {'output': x_hat, 'bits': _bits(self.densities(y_hat))}

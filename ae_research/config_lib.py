@@ -9,7 +9,8 @@ import os
 
 import ml_collections
 
-from ae_research import checks, datasets, defaults, models, tasks, zoo
+from ae_research import checks, datasets, defaults, input_pipeline, models, steps
+from ae_research import tasks, zoo
 
 ConfigError = checks.ConfigError  # What `validate` raises.
 
@@ -25,6 +26,8 @@ SHARED = {
     'eval_whole_images': checks.boolean,
     'eval_classical': checks.boolean,
     'seed': checks.non_negative,
+    'input_pipeline': checks.one_of(input_pipeline.PIPELINES),
+    'compute_dtype': checks.one_of(tuple(steps.COMPUTE_DTYPES)),
     'data_threads': checks.positive,
     'data_prefetch': checks.positive,
     'patch_size': checks.non_negative,
@@ -109,6 +112,14 @@ def _relations(config: ml_collections.ConfigDict, num_devices: int) -> list[str]
   if config.patch_size and config.patch_size % factor:
     found.append(f'config.patch_size={config.patch_size} must be divisible by '
                  f'{why}')
+  if config.input_pipeline == 'device':
+    kind = datasets.parse(config.dataset)[0]
+    if kind not in ('photos', 'folder') or not config.patch_size:
+      found.append(
+          "config.input_pipeline='device' keeps images on the device and "
+          'crops patches from them: it needs config.dataset photos or '
+          f'folder:PATH and config.patch_size > 0 (got {config.dataset!r}, '
+          f"{config.patch_size}); use 'host' or 'auto'")
   s = config.shapes
   if s.min_shapes > s.max_shapes:
     found.append(f'config.shapes.min_shapes={s.min_shapes} must be <= '

@@ -1,4 +1,5 @@
-"""Input pipelines: grain over random-access sources, one part per process.
+"""Input pipelines: grain over random-access sources, one part per process,
+and the choice between it and batches made on the device (`device_data`).
 
 Training batches are deterministic for a seed: the order is a function of
 (seed, epoch) and each example's corruption of (seed, index), so the
@@ -6,12 +7,58 @@ iterator's state is just a position and restores exactly.
 """
 
 import collections
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import grain
+import jax
 import numpy as np
 
-from ae_research import corruptions
+from ae_research import corruptions, errors
+
+
+PIPELINES = ('auto', 'device', 'host')  # config.input_pipeline
+# At most this much of a device's memory holds training images ('auto').
+DEVICE_MEMORY_FRACTION = 0.25
+# And at most this many bytes (device_data indexes them with int32).
+DEVICE_MAX_BYTES = 2 ** 31 - 1
+
+
+def device_budget() -> int:
+  """Bytes of decoded images 'auto' keeps on the device."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  limit = stats.get('bytes_limit')
+  if not limit:  # CPU: host memory, not reported.
+    return DEVICE_MAX_BYTES
+  return min(DEVICE_MAX_BYTES, int(DEVICE_MEMORY_FRACTION * limit))
+
+
+def choose(config, source, resumed: Optional[str] = None) -> str:
+  """'device' or 'host': where the training batches of `source` are made.
+
+  config.input_pipeline 'auto' picks the device for a source of images
+  that tells its size (`decoded_bytes`) when it fits `device_budget()` and
+  patches are cropped; a resumed run (`resumed`: the pipeline its
+  checkpoint was written by) keeps its pipeline.
+  """
+  wanted = config.input_pipeline
+  if resumed and wanted not in ('auto', resumed):
+    raise errors.UserError(
+        f'config.input_pipeline={wanted!r}, but the checkpoint to resume was '
+        f"written by the {resumed} pipeline: a run keeps its pipeline "
+        f"(its data position is the pipeline's); use {resumed!r} or 'auto', "
+        'or a new --workdir')
+  if resumed:
+    return resumed
+  if wanted != 'auto':
+    return wanted
+  if not config.patch_size or not hasattr(source, 'decoded_bytes'):
+    return 'host'
+  return 'device' if source.decoded_bytes() <= device_budget() else 'host'
+
+
+def pipeline_of(data_state: dict) -> str:
+  """The pipeline a checkpoint's data state was written by."""
+  return data_state.get('pipeline', 'host')
 
 
 def _pair_fn(task, config, crop: bool = False):

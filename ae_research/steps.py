@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import optax
 
 Batch = dict[str, jax.Array]
+# config.compute_dtype -> the dtype `make_train_step` computes the model in.
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 @flax.struct.dataclass
@@ -49,13 +51,21 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                     model_state=variables, opt_state=tx.init(params))
 
 
+def cast_floats(tree: Any, dtype) -> Any:
+  """Every floating-point leaf of `tree` as `dtype`; other leaves as they are."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+      tree)
+
+
 def _pmean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     loss_fn: Callable[[Any, Batch], Any],
-                    axis_name: Optional[str] = None, input_key: str = 'input'):
+                    axis_name: Optional[str] = None, input_key: str = 'input',
+                    compute_dtype: Any = jnp.float32):
   """Returns train_step(state, batch, rng) -> (state, metrics).
 
   loss_fn(pred, batch) gives the per-example loss [B], or a dict of
@@ -63,15 +73,26 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   distortion...) are reported beside it. `rng` feeds the model's 'dropout'
   and 'noise' (e.g. quantization noise) streams. Metrics: the mean of each
   term and 'grad_norm', averaged over `axis_name` under pmap.
+
+  Mixed precision: with `compute_dtype` jnp.bfloat16 the model runs on a
+  bfloat16 copy of the parameters and of the input, while the parameters,
+  their gradients, the optimizer state and other collections (batch
+  statistics) stay float32; the prediction is cast back to float32 before
+  the loss. Flax's normalizations reduce in float32 whatever the input, and
+  layers that need float32 inside (the entropy model's likelihoods, GDN)
+  cast to it themselves.
   """
 
   def train_step(state: TrainState, batch: Batch, rng: jax.Array):
     def objective(params):
-      variables = {'params': params, **state.model_state}
+      variables = {'params': cast_floats(params, compute_dtype),
+                   **state.model_state}
       mutable = list(state.model_state)
       pred, new_model_state = model.apply(
-          variables, batch[input_key], train=True, mutable=mutable,
+          variables, batch[input_key].astype(compute_dtype), train=True,
+          mutable=mutable,
           rngs={'dropout': rng, 'noise': jax.random.fold_in(rng, 1)})
+      pred = cast_floats(pred, jnp.float32)
       terms = loss_fn(pred, batch)
       if not isinstance(terms, dict):
         terms = {'loss': terms}

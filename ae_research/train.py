@@ -33,8 +33,8 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from ae_research import checkpointing, config_lib, datasets, errors, evaluate
-from ae_research import input_pipeline
+from ae_research import checkpointing, config_lib, datasets, device_data, errors
+from ae_research import evaluate, input_pipeline
 from ae_research import models, parallel, preemption, steps, summaries
 from ae_research import workdir as workdir_lib
 
@@ -91,7 +91,9 @@ def _start(config: ml_collections.ConfigDict, workdir: str,
   return Run(
       config=config, workdir=workdir, mesh=mesh, task=task, model=model, tx=tx,
       train_source=train_source, test_source=test_source,
-      train_step=parallel.jit_train_step(steps.make_train_step(model, tx, loss), mesh),
+      train_step=parallel.jit_train_step(steps.make_train_step(
+          model, tx, loss,
+          compute_dtype=steps.COMPUTE_DTYPES[config.compute_dtype]), mesh),
       eval_step=parallel.jit_eval_step(steps.make_eval_step(model, metrics), mesh),
       predict=jax.jit(steps.make_predict(model)),
       writer=summaries.Writer(os.path.join(workdir, 'tensorboard'), is_chief),
@@ -101,10 +103,11 @@ def _start(config: ml_collections.ConfigDict, workdir: str,
       is_chief=is_chief)
 
 
-def _restore_or_init(run: Run, train_iter) -> tuple[steps.TrainState, jax.Array]:
-  """(state, train RNG): from the latest checkpoint (the data iterator set
-  to its position), else initialized, from config.init_from's parameters
-  if set."""
+def _restore_or_init(run: Run) -> tuple[steps.TrainState, jax.Array,
+                                        Optional[dict[str, Any]]]:
+  """(state, train RNG, data state): from the latest checkpoint, else
+  initialized (from config.init_from's parameters if set) with no data
+  state."""
   config = run.config
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   shape = workdir_lib.init_shape(run.task, config, run.model)
@@ -117,12 +120,38 @@ def _restore_or_init(run: Run, train_iter) -> tuple[steps.TrainState, jax.Array]
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
     state, data_state, train_rng = run.ckpt.restore(abstract, last_saved)
-    train_iter.set_state(data_state)
     logging.info('Resumed from step %d in %s.', last_saved, run.ckpt_dir)
     _resume_history(run, last_saved)
-  elif config.init_from:
+    return state, train_rng, data_state
+  if config.init_from:
     state = workdir_lib.warm_start(config, state, rep)
-  return state, train_rng
+  return state, train_rng, None
+
+
+def _train_batches(run: Run, data_state: Optional[dict[str, Any]]):
+  """The training batches, on the devices: made there from the images kept
+  in their memory (`device_data`), or by grain on the host and sent
+  (`input_pipeline.choose` decides); at `data_state`'s position when
+  resuming."""
+  config, mesh = run.config, run.mesh
+  resumed = None if data_state is None else input_pipeline.pipeline_of(data_state)
+  if input_pipeline.choose(config, run.train_source, resumed) == 'device':
+    batches = device_data.DeviceBatches(run.train_source, run.task, config, mesh)
+    logging.info('Training batches made on the device from %d images '
+                 '(%.0f MB kept there).', len(run.train_source),
+                 batches.num_bytes / 1e6)
+  else:
+    train_iter = iter(input_pipeline.train_dataset(
+        run.train_source, run.task, config,
+        config.batch_size // jax.process_count(), jax.process_index(),
+        jax.process_count()))
+    batches = input_pipeline.DevicePrefetcher(
+        train_iter, lambda b: parallel.shard_batch(b, mesh))
+    logging.info('Training batches made on the host (grain, %d threads).',
+                 config.data_threads)
+  if data_state is not None:
+    batches.set_state(data_state)
+  return batches
 
 
 def read_history(workdir: str) -> list[dict[str, Any]]:
@@ -166,7 +195,7 @@ def _check_finite(step: int, metrics: dict, run: Run) -> dict:
 
 
 def _train(run: Run, state: steps.TrainState, train_rng: jax.Array,
-           batches: input_pipeline.DevicePrefetcher) -> steps.TrainState:
+           batches) -> steps.TrainState:
   """The steps from state.step to config.num_train_steps, with progress
   lines, evaluations and checkpoints. A step's metrics are fetched one step
   late, so the host never waits for the device."""
@@ -326,14 +355,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   config_lib.validate(config, num_devices=mesh.size)
   run = _start(config, workdir, mesh)
   try:
-    train_iter = iter(input_pipeline.train_dataset(
-        run.train_source, run.task, config,
-        config.batch_size // jax.process_count(), jax.process_index(),
-        jax.process_count()))
-    state, train_rng = _restore_or_init(run, train_iter)
-    batches = input_pipeline.DevicePrefetcher(
-        train_iter, lambda b: parallel.shard_batch(b, mesh))
-    state = _train(run, state, train_rng, batches)
+    state, train_rng, data_state = _restore_or_init(run)
+    state = _train(run, state, train_rng, _train_batches(run, data_state))
     _final_report(run, state)
   finally:
     run.close()

@@ -16,8 +16,17 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.dataset = 'shapes'
   config.data_dir = ''  # '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
-  config.data_threads = 2
+  # Where training batches are made. 'device': the decoded training images
+  # are kept on the accelerator and each batch (crops, flips, corruption) is
+  # made by jitted code (ae_research/device_data.py); 'host': grain on the
+  # host, for any data; 'auto': the device when the source is images that
+  # fit (the embedded photos, folders) and config.patch_size > 0.
+  config.input_pipeline = 'auto'
+  config.data_threads = 2  # The host pipeline's.
   config.data_prefetch = 4
+  # 'bfloat16': the model computes in bfloat16 (parameters, optimizer
+  # state, loss and normalization statistics stay float32; steps.py).
+  config.compute_dtype = 'float32'
   config.eval_dataset = ''  # '' means the test split of config.dataset.
   # Score whole images of any size (one at a time, beside the task's
   # classical methods) instead of fixed-size batches.

@@ -22,7 +22,7 @@ LAYERS = [
         'corruptions', 'models', 'zoo', 'compression', 'steps', 'parallel',
         'checkpointing', 'preemption', 'summaries', 'tiling', 'datasets',
         'datasets.folder', 'datasets.photos', 'datasets.shapes',
-        'datasets.prepare', 'input_pipeline', 'evaluate', 'rd', 'aec', 'sweep'}),
+        'datasets.prepare', 'input_pipeline', 'device_data', 'evaluate', 'rd', 'aec', 'sweep'}),
     ('tasks', {'tasks', 'tasks.base', 'tasks.colorize', 'tasks.compress',
                'tasks.denoise', 'tasks.super_resolution'}),
     ('opening runs', {'config_lib', 'workdir'}),

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from ae_research import config_lib, parallel, steps, tasks, train
+from ae_research import config_lib, errors, parallel, steps, tasks, train
 from ae_research import workdir as workdir_lib
 
 
@@ -173,17 +173,19 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
   assert not os.path.exists(tmp_path / 'new')
 
 
-@pytest.mark.parametrize('module,variant', [
-    ('denoise', 'smoke'), ('denoise', 'crosshair,smoke'),
-    ('denoise', 'dncnn,smoke'), ('denoise', 'ffdnet,blind,smoke'),
-    ('super_resolution', 'smoke'), ('super_resolution', 'autoencoder,smoke'),
-    ('super_resolution', 'edsr,x4,smoke'),
-    ('colorize', 'photos,smoke'), ('colorize', 'photos,unet,smoke')])
-def test_photo_experiments_train_and_score_whole_images(module, variant, data_dir,
-                                                        tmp_path):
+@pytest.mark.parametrize('module,variant,fields', [
+    ('denoise', 'smoke', {}), ('denoise', 'crosshair,smoke', {}),
+    ('denoise', 'smoke', {'input_pipeline': 'host'}),
+    ('denoise', 'dncnn,smoke', {}), ('denoise', 'ffdnet,blind,smoke', {}),
+    ('super_resolution', 'smoke', {'compute_dtype': 'bfloat16'}),
+    ('super_resolution', 'autoencoder,smoke', {}),
+    ('super_resolution', 'edsr,x4,smoke', {}),
+    ('colorize', 'photos,smoke', {}), ('colorize', 'photos,unet,smoke', {})])
+def test_photo_experiments_train_and_score_whole_images(module, variant, fields,
+                                                        data_dir, tmp_path):
   import importlib
   config = importlib.import_module(f'configs.{module}').get_config(variant)
-  config.data_dir = data_dir
+  config.update(data_dir=data_dir, **fields)
   config.num_train_steps = 6
   config.eval_every_steps = 6
   config.checkpoint_every_steps = 6
@@ -198,6 +200,46 @@ def test_photo_experiments_train_and_score_whole_images(module, variant, data_di
     results = json.load(f)
   assert len(results['images']) == 3  # The held-out photos, whole.
   assert os.path.exists(os.path.join(workdir, 'eval', 'results.md'))
+
+
+def _photo_config(module, variant, data_dir, **fields):
+  import importlib
+  config = importlib.import_module(f'configs.{module}').get_config(variant)
+  config.update(data_dir=data_dir, num_train_steps=12, checkpoint_every_steps=4,
+                eval_every_steps=100, log_every_steps=4, eval_classical=False,
+                num_eval_examples=1, num_sample_images=0, **fields)
+  return config
+
+
+def test_device_pipeline_run_resumes_to_identical_parameters(
+    data_dir, tmp_path, monkeypatch, caplog):
+  # (The host pipeline's exact resume: test_interrupted_run_resumes_...)
+  config = _photo_config('denoise', 'smoke', data_dir)
+  caplog.set_level('INFO')
+  straight = _params(train.train_and_evaluate(config, str(tmp_path / 'a')))
+  assert 'Training batches made on the device' in caplog.text
+  workdir = str(tmp_path / 'b')
+  with monkeypatch.context() as m:
+    _crash_after(m, 6)
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(config, workdir)
+  resumed = train.train_and_evaluate(config, workdir)
+  assert 'Resumed from step 4 ' in caplog.text
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(_params(resumed))):
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+  # The run keeps its pipeline: asking for the other one is refused.
+  other = config.copy_and_resolve_references()
+  other.input_pipeline = 'host'
+  with pytest.raises(errors.UserError, match='written by the device pipeline'):
+    train.train_and_evaluate(other, workdir)
+
+
+def test_device_pipeline_refuses_data_it_cannot_hold(smoke_config, tmp_path):
+  smoke_config.input_pipeline = 'device'  # Generated shapes, whole images.
+  with pytest.raises(config_lib.ConfigError, match="input_pipeline='device'"):
+    train.train_and_evaluate(smoke_config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
 
 
 def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):

@@ -8,7 +8,9 @@
                 array_record format (`tfds build NAME --file_format=array_record`)
 
 A source is random access (`len`, `__getitem__`) and yields dicts of numpy
-arrays with at least 'image' (HxWx3 uint8).
+arrays with at least 'image' (HxWx3 uint8). Sources of images alone that
+can be held in memory (photos, folders) also tell `decoded_bytes()`, which
+the training loop reads to keep them on the device (`device_data`).
 """
 
 import os
@@ -47,6 +49,10 @@ class InMemory:
 
   def __getitem__(self, index):
     return self._examples[index]
+
+  def decoded_bytes(self) -> int:
+    """Bytes of the images decoded (what keeping them on a device takes)."""
+    return sum(int(e['image'].nbytes) for e in self._examples)
 
 
 def _photos(config: Any, split: str, arg: str):

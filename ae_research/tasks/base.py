@@ -63,6 +63,13 @@ class Task(Protocol):
     input pipeline; `rng` derives from the seed and the example's index, so
     corruptions are reproducible."""
 
+  def device_pair(self, patch: jax.Array, key: jax.Array,
+                  config: Any) -> dict[str, jax.Array]:
+    """make_pair's twin in jax, for batches made on the device
+    (`device_data`): one clean patch (PxPx3 in [0, 1]) and a jax key in, the
+    pair out; traced under jit and vmap, so its shapes depend on the config
+    alone."""
+
   def loss(self, pred: Any, batch: dict[str, jax.Array], config: Any) -> Any:
     """Per-example loss [B], or a dict of per-example terms whose 'loss' is
     minimized (the others are reported beside it)."""

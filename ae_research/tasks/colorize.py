@@ -50,6 +50,12 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   return pair
 
 
+def device_pair(target: jax.Array, key: jax.Array, config: Any) -> dict[str, jax.Array]:
+  """make_pair's twin in jax, for batches made on the device."""
+  del key, config
+  return {'input': color.luma(target), 'target': target}
+
+
 def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
   """A user's image as gray input (its luma, if it has color; the color
   original is then shown beside the output)."""

@@ -16,6 +16,7 @@ sigma drawn for that image (blind training) or config.denoise.sigma.
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.ndimage import median_filter
 from skimage.restoration import denoise_nl_means, inpaint_biharmonic
@@ -25,7 +26,7 @@ try:
 except ImportError:
   bm3d = None
 
-from ae_research import checks, corruptions, evaluate, zoo
+from ae_research import checks, corruptions, device_data, evaluate, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -98,6 +99,30 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
     pair.update(input=with_noise_map(corrupted, sigma), shown=corrupted)
   if damage is not None:
     pair['damage'] = damage
+  return pair
+
+
+def device_pair(clean: jax.Array, key: jax.Array, config: Any) -> dict[str, jax.Array]:
+  """make_pair's twin in jax, for batches made on the device."""
+  c = config.denoise
+  sigma_key, noise_key = jax.random.split(key)
+  pair = {'target': clean}
+  if c.noise == 'gaussian':
+    sigma = device_data.draw_sigma(sigma_key, c.sigma, tuple(c.sigma_range))
+    pair['input'] = device_data.gaussian_noise(clean, noise_key, sigma)
+    if takes_noise_map(config):
+      level = jnp.full(clean.shape[:2] + (1,), sigma / 255.0, jnp.float32)
+      pair.update(input=jnp.concatenate([pair['input'], level], -1),
+                  shown=pair['input'])
+  elif c.noise == 'salt_and_pepper':
+    pair['input'] = device_data.salt_and_pepper(clean, noise_key, c.amount)
+  elif c.noise == 'mask':
+    pair['input'], pair['damage'] = device_data.random_mask(clean, noise_key, c.amount)
+  elif c.noise == 'crosshair':
+    pair['input'], pair['damage'] = device_data.crosshair(
+        clean, noise_key, c.crosshair_thickness)
+  else:
+    raise ValueError(f'config.denoise.noise={c.noise!r}; choose one of {NOISES}')
   return pair
 
 

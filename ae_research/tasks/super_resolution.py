@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from ae_research import checks, color, corruptions, evaluate, zoo
+from ae_research import checks, color, corruptions, device_data, evaluate, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -74,6 +74,19 @@ def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
   if low_resolution_input(config):
     return {'input': lr, 'target': hr, 'bicubic': bicubic}
   return {'input': bicubic, 'target': hr}
+
+
+def device_pair(hr: jax.Array, key: jax.Array, config: Any) -> dict[str, jax.Array]:
+  """make_pair's twin in jax, for batches made on the device (the patch's
+  sides are multiples of the scale). Without the bicubic image a
+  low-resolution model's pair keeps only for evaluation."""
+  del key
+  s = config.sr.scale
+  lr = device_data.quantize(device_data.bicubic_downscale(hr, s))
+  if low_resolution_input(config):
+    return {'input': lr, 'target': hr}
+  return {'input': device_data.quantize(device_data.bicubic_upscale(lr, s)),
+          'target': hr}
 
 
 def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
