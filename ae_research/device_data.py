@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import parallel
+from ae_research import errors, parallel
 
 # fold_in(key(seed), _DATA_STREAM): the data's stream, apart from the
 # model's initialization and training RNG (which split key(seed)).
@@ -189,9 +189,10 @@ def pack(images: list[np.ndarray], patch_size: int) -> dict[str, np.ndarray]:
     padded.append(np.ascontiguousarray(image, np.uint8))
   sizes = np.array([p.size for p in padded], np.int64)
   if sizes.sum() >= 2 ** 31:
-    raise ValueError(f'{sizes.sum() / 2 ** 30:.1f} GiB of training images do '
-                     'not fit one int32-indexed device array (2 GiB); use the '
-                     "host pipeline (config.input_pipeline='host')")
+    raise errors.DataError(
+        f'{sizes.sum() / 2 ** 30:.1f} GiB of training images do not fit one '
+        'int32-indexed device array (2 GiB); use the host pipeline '
+        "(config.input_pipeline='host' or 'auto')")
   return {
       'pixels': np.concatenate([p.ravel() for p in padded]),
       'offsets': np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32),
@@ -261,7 +262,8 @@ class DeviceBatches:
     return self
 
   def __next__(self) -> dict[str, jax.Array]:
-    out = self._batch(self._packed, jnp.int32(self._index))
+    # A host scalar: every process passes the same one (no device of its own).
+    out = self._batch(self._packed, np.int32(self._index))
     self._index += 1
     return out
 

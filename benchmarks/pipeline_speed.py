@@ -1,7 +1,7 @@
 """Where training time goes: the input pipelines against the step.
 
   python benchmarks/pipeline_speed.py                     # every config below
-  python benchmarks/pipeline_speed.py --configs denoise,super_resolution:edsr
+  python benchmarks/pipeline_speed.py --configs 'denoise;super_resolution:edsr'
   python benchmarks/pipeline_speed.py --quick             # a dry run, seconds
 
 For each photo config and reference config (on its own training data, the

@@ -175,7 +175,6 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
 
 @pytest.mark.parametrize('module,variant,fields', [
     ('denoise', 'smoke', {}), ('denoise', 'crosshair,smoke', {}),
-    ('denoise', 'smoke', {'input_pipeline': 'host'}),
     ('denoise', 'dncnn,smoke', {}), ('denoise', 'ffdnet,blind,smoke', {}),
     ('super_resolution', 'smoke', {'compute_dtype': 'bfloat16'}),
     ('super_resolution', 'autoencoder,smoke', {}),
