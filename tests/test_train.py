@@ -210,10 +210,22 @@ def _photo_config(module, variant, data_dir, **fields):
   return config
 
 
+def _image_folder(path, sizes):
+  from PIL import Image
+  path.mkdir()
+  rng = np.random.default_rng(len(sizes))
+  for i, size in enumerate(sizes):
+    Image.fromarray(rng.integers(0, 256, size + (3,), np.uint8)).save(path / f'{i}.png')
+  return f'folder:{path}'
+
+
 def test_device_pipeline_run_resumes_to_identical_parameters(
     data_dir, tmp_path, monkeypatch, caplog):
   # (The host pipeline's exact resume: test_interrupted_run_resumes_...)
-  config = _photo_config('denoise', 'smoke', data_dir)
+  config = _photo_config(
+      'denoise', 'smoke', data_dir,
+      dataset=_image_folder(tmp_path / 'train', [(40, 48), (30, 36), (52, 28)]),
+      eval_dataset=_image_folder(tmp_path / 'test', [(24, 32)]))
   caplog.set_level('INFO')
   straight = _params(train.train_and_evaluate(config, str(tmp_path / 'a')))
   assert 'Training batches made on the device' in caplog.text
