@@ -1,27 +1,51 @@
 """The .aec file format: an image to a compact file and back, with a trained
 compression model (`ae_research.compression`).
 
-  codec = aec.Codec(config, params)          # or workdir.load_codec(workdir)
+  codec = aec.Codec(model, variables)        # any compression model
+  codec = aec.Codec.from_config(config, params)   # or workdir.load_codec(workdir)
   data = codec.encode(image_HxWxC_uint8)     # bytes
   image = codec.decode(data)                 # uint8, the same shape
 
-The commands `python -m ae_research.codec compress|decompress` use it. The file (format version 2; version 1 files, which have no alpha, decode too):
+  data = aec.compress(model, variables, image)     # the same, in one call
+  image = aec.decompress(model, variables, data)
+
+The commands `python -m ae_research.codec compress|decompress` use it. The
+file (format version 3; versions 1 and 2 still decode):
 
   b'AEC' | version (1 byte) | model id (8 bytes)
   | height, width (varints)
   | channels (1 byte: 1 gray, 2 gray + alpha, 3 RGB, 4 RGB + alpha)
-  | number of escaped values (varint) | payload length in 32-bit words (varint)
-  | payload: the range-coded latent (constriction), channel by channel
-  | escaped values (zigzag varints)
+  | number of coded latents (1 byte; version 3): 1, y; or 2, z then y
+  | per latent: number of escaped values (varint), payload length in 32-bit
+    words (varint), the range-coded payload (constriction), the escaped
+    values (zigzag varints)
   | with alpha: its length (varint) and the alpha plane, zlib-compressed
     (lossless)
   | CRC-32 of everything before (4 bytes)
 
+A latent coded with an entropy bottleneck (y of the factorized prior, z of
+the hyperpriors) is coded channel by channel; y of a hyperprior model
+element by element with the Gaussian table its scale selects, grouped by
+table. Versions 1 and 2 had one latent and no count byte (version 1 no
+alpha), and their tables were computed with numpy's own exp and tanh.
+
+What is guaranteed: a version 3 file decodes to the same integer latents
+on every machine with IEEE 754 float64 (any CPU, any accelerator, any
+thread count or XLA flags, whole images or tiles, one image or several),
+because everything the range decoder depends on is computed on the host
+in exact or fully specified arithmetic: the tables (`entropy_models`,
+`Exact`), and for the hyperpriors the scales and means of y
+(`compression.IntegerHyperSynthesis`); y's values are then q + mean,
+computed in float64 and rounded to float32. What is not: the decoded
+pixels come from the synthesis network in floating point on whatever
+device runs it, so two machines can differ by floating-point rounding
+(in the tests, at most 1 in 8 bits at the rare pixel). Versions 1 and 2 are
+decoded with their own (numpy) tables, which is exact on the machine kind
+that wrote them.
+
 The model id is a hash of the model's description and parameters, so a file
 is only decoded by the model that wrote it. Every malformed, truncated or
 foreign file raises `CodecError` with what is wrong, before the model runs.
-Decoding is deterministic: the coding tables are computed from the
-parameters in float64 numpy on the host (`compression.coding_tables`).
 Images too large for memory run through the networks in tiles
 (`ae_research.tiling`), which give the whole image's latent and
 reconstruction.
@@ -32,20 +56,23 @@ import hashlib
 import json
 import struct
 import zlib
-from typing import Any
+from typing import Any, Optional
 
 import constriction
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import color, compression, errors, image_io, tiling
+from ae_research import color, compression, entropy_models, errors, image_io, tiling
 
 MAGIC = b'AEC'
-VERSION = 2
-READS = (1, 2)  # Versions this decoder reads.
+VERSION = 3
+READS = (1, 2, 3)  # Versions this decoder reads.
 MAX_SIDE = 1 << 15
 MAX_ESCAPE = 1 << 20
+# config.compress fields that enter the model id only for the models that
+# use them (ids of the models from before them stay what they were).
+_HYPER_FIELDS = ('hyper_features',)
 
 
 class CodecError(errors.UserError, ValueError):
@@ -59,6 +86,10 @@ def _varint(n: int) -> bytes:
     out.append(byte | (0x80 if n else 0))
     if not n:
       return bytes(out)
+
+
+def _zigzag(v: int) -> int:
+  return 2 * v if v >= 0 else -2 * v - 1
 
 
 class _Reader:
@@ -86,31 +117,117 @@ class _Reader:
         raise CodecError(f'malformed file: the {what} is not a valid number')
 
 
-def model_id(config: Any, params: Any) -> bytes:
-  """8 bytes identifying the model: its description and its parameters."""
+def _hash(description: str, params: Any) -> bytes:
   h = hashlib.sha256()
-  h.update(json.dumps({'compress': config.compress.to_dict(),
-                       'model': config.model.to_dict()},
-                      sort_keys=True, default=list).encode())
+  h.update(description.encode())
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     h.update(jax.tree_util.keystr(path).encode())
     h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
   return h.digest()[:8]
 
 
+def model_id(config: Any, params: Any) -> bytes:
+  """8 bytes identifying a configured model: its config and parameters."""
+  compress = config.compress.to_dict()
+  if compress.get('model') not in ('hyperprior', 'mean_scale'):
+    for k in _HYPER_FIELDS:
+      compress.pop(k, None)
+  return _hash(json.dumps({'compress': compress, 'model': config.model.to_dict()},
+                          sort_keys=True, default=list), params)
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(model):
-  """Jitted latent, synthesis and rate of a model, shared by every Codec of
-  it (a new checkpoint of the same model compiles nothing new)."""
-  return (jax.jit(lambda v, x: model.apply(v, x, method='latent')),
+  """Jitted latent, hyper latent, synthesis and rate of a model, shared by
+  every Codec of it (a new checkpoint of the same model compiles nothing
+  new)."""
+  hyper = (jax.jit(lambda v, y: model.apply(v, y, method='hyper_latent'))
+           if isinstance(model, compression.ScaleHyperprior) else None)
+  return (jax.jit(lambda v, x: model.apply(v, x, method='latent')), hyper,
           jax.jit(lambda v, y: model.apply(v, y, method='synthesis')),
-          jax.jit(lambda v, x: model.apply(v, x)['bits']))
+          jax.jit(lambda v, x: entropy_models.bits(model.apply(v, x)['likelihoods'])))
+
+
+@functools.lru_cache(maxsize=1)
+def _gaussian_tables():
+  table = entropy_models.scale_table_fixed()
+  halves, pmfs = entropy_models.gaussian_tables(table)
+  return table, _Tables(-halves, [len(p) - 1 for p in pmfs], pmfs)
+
+
+class _Tables:
+  """Coding tables: table t codes value v as index v - offsets[t] when that
+  lies in [0, sizes[t]), else as the escape index sizes[t]."""
+
+  def __init__(self, offsets, sizes, pmfs):
+    self.offsets = np.asarray(offsets, np.int64)
+    self.sizes = np.asarray(sizes, np.int64)
+    self.models = [constriction.stream.model.Categorical(
+        np.asarray(p, np.float64), perfect=False) for p in pmfs]
+
+  def encode(self, values: np.ndarray, table: np.ndarray) -> tuple[bytes, list]:
+    """Values (int) each coded with its table's model, grouped by table in
+    order, raster order within; (payload, escaped values)."""
+    values, table = values.ravel().astype(np.int64), table.ravel()
+    encoder = constriction.stream.queue.RangeEncoder()
+    escapes = []
+    for t in np.unique(table):
+      chosen = values[table == t]
+      index = chosen - self.offsets[t]
+      escaped = (index < 0) | (index >= self.sizes[t])
+      index[escaped] = self.sizes[t]
+      escapes.extend(chosen[escaped].tolist())
+      encoder.encode(index.astype(np.int32), self.models[t])
+    return encoder.get_compressed().astype('<u4').tobytes(), escapes
+
+  def decode(self, payload: np.ndarray, escapes: list, table: np.ndarray) -> np.ndarray:
+    """encode's inverse, given the same tables per value."""
+    flat = table.ravel()
+    out = np.empty(flat.shape, np.int64)
+    pending = iter(escapes)
+    used = 0
+    try:
+      decoder = constriction.stream.queue.RangeDecoder(payload)
+      for t in np.unique(flat):
+        where = np.nonzero(flat == t)[0]
+        index = np.asarray(decoder.decode(self.models[t], len(where)), np.int64)
+        escaped = index == self.sizes[t]
+        n = int(escaped.sum())
+        if used + n > len(escapes):
+          raise CodecError('malformed file: more escaped values coded than stored')
+        values = index + self.offsets[t]
+        values[escaped] = [next(pending) for _ in range(n)]
+        used += n
+        out[where] = values
+    except CodecError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise CodecError(f'malformed payload: {e}') from e
+    if used != len(escapes):
+      raise CodecError('malformed file: escaped values left over')
+    return out.reshape(table.shape)
+
+
+def _per_channel(shape) -> np.ndarray:
+  return np.broadcast_to(np.arange(shape[-1]), shape)
+
+
+def _flat_tables(model: Any, params: Any, exact: bool) -> _Tables:
+  """The tables of a latent coded channel by channel."""
+  if isinstance(model, compression.QuantizedAutoencoder):  # Uniform; nothing escapes.
+    k = model.levels + 1
+    pmf = np.concatenate([np.full(k, 1.0 / k), [0.0]])
+    channels = model.latent_features
+    return _Tables(np.zeros(channels), [k] * channels, [pmf] * channels)
+  offsets, pmfs = entropy_models.bottleneck_tables(params['densities'], exact)
+  return _Tables(offsets, [len(p) - 1 for p in pmfs], pmfs)
 
 
 class Codec:
   """Encodes images to bytes and back with one trained compression model.
 
-    codec = Codec(config, params)            # or workdir.load_codec(workdir)
+    codec = Codec(model, variables)          # any compression.MODELS model
+    codec = Codec.from_config(config, params, model_state)
     data = codec.encode(image_HxWxC_uint8)   # bytes; C: 1 to 4 (alpha last)
     image = codec.decode(data)               # uint8, the same shape
 
@@ -118,25 +235,39 @@ class Codec:
   set, reports the tiles of a large image.
   """
 
-  def __init__(self, config: Any, params: Any, model_state: Any = None,
+  def __init__(self, model: Any, variables: Any, model_id: Optional[bytes] = None,
                plan: tiling.Tiling = tiling.Tiling()):
-    self.config = config
-    self.model = compression.from_config(config)
-    self.params = jax.device_get(params)
-    self.variables = {'params': params, **(model_state or {})}
-    self.id = model_id(config, self.params)
-    self.multiple = self.model.downsampling
-    self.latent_features = config.model.latent_features
-    offsets, pmfs = compression.coding_tables(self.model, self.params)
-    self.offsets = offsets
-    self.sizes = [len(p) - 1 for p in pmfs]  # The escape index, per channel.
-    self.entropy_models = [
-        constriction.stream.model.Categorical(p.astype(np.float64), perfect=False)
-        for p in pmfs]
-    self._latent, self._synthesis, self._bits = _compiled(self.model)
+    self.model = model
+    self.variables = dict(variables)
+    self.params = jax.device_get(self.variables['params'])
+    self.id = model_id or _hash(repr(model), self.params)
+    self.hyper = isinstance(model, compression.ScaleHyperprior)
+    self.multiple = model.downsampling  # Images are padded to multiples.
+    self.latent_multiple = (model.latent_downsampling if self.hyper
+                            else model.downsampling)
+    self.latent_features = model.latent_features
+    if self.hyper:
+      self.hyper_synthesis = compression.IntegerHyperSynthesis(model, self.params)
+      self.scale_table, self.tables_y = _gaussian_tables()
+      self.tables_z = _flat_tables(model, self.params, exact=True)
+    else:
+      self.tables_y = _flat_tables(model, self.params, exact=True)
+    self._legacy = None
+    self._latent, self._hyper_latent, self._synthesis, self._bits = _compiled(model)
     self.plan = plan
     self.on_tile = None
     self.last_decision: tiling.Decision | None = None  # Of the last network run.
+    self.config = None  # The config, for a codec made by from_config.
+
+  @classmethod
+  def from_config(cls, config: Any, params: Any, model_state: Any = None,
+                  plan: tiling.Tiling = tiling.Tiling()) -> 'Codec':
+    """The codec of a configured model (config.compress, config.model)."""
+    codec = cls(compression.from_config(config),
+                {'params': params, **(model_state or {})},
+                model_id=model_id(config, jax.device_get(params)), plan=plan)
+    codec.config = config
+    return codec
 
   def _run(self, fn, x, in_cell: int, out_cell: int) -> np.ndarray:
     out, self.last_decision = tiling.run(
@@ -144,14 +275,37 @@ class Codec:
         plan=self.plan, on_tile=self.on_tile)
     return out
 
-  def latent(self, image: np.ndarray) -> np.ndarray:
-    """The symbols an image is coded as: int32 hxwxk."""
+  def continuous_latent(self, image: np.ndarray) -> np.ndarray:
+    """The analysis transform's y of an image (padded): float32 hxwxk."""
     x = self._padded(image[..., :3 if image.shape[-1] > 2 else 1])
-    return np.round(self._run(self._latent, x, self.multiple, 1)).astype(np.int32)
+    return self._run(self._latent, x, self.latent_multiple, 1)
 
-  def reconstruct(self, symbols_hxwxk: np.ndarray) -> np.ndarray:
-    """The decoded image of the symbols: float32 in [0, 1], padded size."""
-    x = self._run(self._synthesis, symbols_hxwxk.astype(np.float32), 1, self.multiple)
+  def latent(self, image: np.ndarray) -> dict[str, np.ndarray]:
+    """The integers an image is coded as: {'y'} (int64 hxwxk), and for the
+    hyperpriors {'z'} and y's coding tables and means ({'table',
+    'means'})."""
+    y = self.continuous_latent(image)
+    if not self.hyper:
+      return {'y': np.round(y).astype(np.int64)}
+    z = np.asarray(self._hyper_latent(self.variables, jnp.asarray(y[None])))[0]
+    z = np.round(z).astype(np.int64)
+    table, means = self.entropy_parameters(z)
+    q = np.round(y.astype(np.float64) - means).astype(np.int64)
+    return {'z': z, 'y': q, 'table': table, 'means': means}
+
+  def entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(table index, mean) of every element of y, from the integer z: the
+    same on every machine."""
+    scales, means = self.hyper_synthesis(z)
+    table = entropy_models.scale_indexes(scales, self.scale_table)
+    if means is None:
+      return table, np.zeros(table.shape, np.float64)
+    return table, np.ldexp(means.astype(np.float64), -self.hyper_synthesis.FRACTION_BITS)
+
+  def reconstruct(self, y_hat_hxwxk: np.ndarray) -> np.ndarray:
+    """The decoded image of a latent: float32 in [0, 1], padded size."""
+    x = self._run(self._synthesis, y_hat_hxwxk.astype(np.float32), 1,
+                  self.latent_multiple)
     return np.clip(x, 0.0, 1.0)
 
   # -- encoding ------------------------------------------------------------
@@ -175,29 +329,38 @@ class Codec:
       raise CodecError(f'image of {h}x{w} pixels: sides must be 1 to {MAX_SIDE}')
 
   def estimated_bits(self, image: np.ndarray) -> float:
-    """The model's own estimate of the coded latent's size, in bits."""
+    """The model's own estimate of the coded latents' size, in bits."""
     self._check_image(image)
     color = image[..., :3 if image.shape[-1] > 2 else 1]
     return float(self._bits(self.variables, jnp.asarray(self._padded(color)[None]))[0])
 
-  def encode(self, image: np.ndarray) -> bytes:
+  def _legacy_tables(self) -> _Tables:
+    if self._legacy is None:
+      self._legacy = _flat_tables(self.model, self.params, exact=False)
+    return self._legacy
+
+  def encode(self, image: np.ndarray, version: int = VERSION) -> bytes:
+    """The file of an image. `version` 2 writes the previous format (for
+    models without a hyperprior), for tests and old decoders."""
     self._check_image(image)
+    if version not in (2, VERSION) or (version == 2 and self.hyper):
+      raise CodecError(f'this codec writes format version {VERSION}'
+                       + ('' if self.hyper else ' or 2'))
     h, w, channels = image.shape
-    q = self.latent(image)
-    encoder = constriction.stream.queue.RangeEncoder()
-    escapes = []
-    for c in range(q.shape[-1]):
-      values = q[..., c].ravel().astype(np.int64)
-      index = values - self.offsets[c]
-      escaped = (index < 0) | (index >= self.sizes[c])
-      index[escaped] = self.sizes[c]
-      escapes.extend(values[escaped].tolist())
-      encoder.encode(index.astype(np.int32), self.entropy_models[c])
-    payload = encoder.get_compressed().astype('<u4').tobytes()
-    body = b''.join([
-        MAGIC, bytes([VERSION]), self.id, _varint(h), _varint(w),
-        bytes([channels]), _varint(len(escapes)), _varint(len(payload) // 4),
-        payload] + [_varint(2 * v if v >= 0 else -2 * v - 1) for v in escapes])
+    symbols = self.latent(image)
+    if self.hyper:
+      sections = [self.tables_z.encode(symbols['z'], _per_channel(symbols['z'].shape)),
+                  self.tables_y.encode(symbols['y'], symbols['table'])]
+    else:
+      tables = self.tables_y if version == VERSION else self._legacy_tables()
+      sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape))]
+    body = [MAGIC, bytes([version]), self.id, _varint(h), _varint(w), bytes([channels])]
+    if version >= 3:
+      body.append(bytes([len(sections)]))
+    for payload, escapes in sections:
+      body += [_varint(len(escapes)), _varint(len(payload) // 4), payload]
+      body += [_varint(_zigzag(v)) for v in escapes]
+    body = b''.join(body)
     if channels in (2, 4):
       alpha = zlib.compress(np.ascontiguousarray(image[..., -1]).tobytes(), 9)
       body += _varint(len(alpha)) + alpha
@@ -213,8 +376,9 @@ class Codec:
     if len(data) < 4 or data[:3] != MAGIC:
       raise CodecError(f'not an ae_research compressed file: it starts with '
                        f'{data[:3]!r}, not {MAGIC!r}')
-    if data[3] not in READS:
-      raise CodecError(f'file format version {data[3]}; this decoder reads '
+    version = data[3]
+    if version not in READS:
+      raise CodecError(f'file format version {version}; this decoder reads '
                        f'versions {", ".join(map(str, READS))}')
     if len(data) < 4 + 8 + 4:
       raise CodecError(f'file truncated: {len(data)} bytes is shorter than any '
@@ -231,21 +395,33 @@ class Codec:
                        'compressed it')
     h, w = r.varint('height'), r.varint('width')
     channels = r.take(1, 'channels')[0]
-    allowed = (1, 2, 3, 4) if data[3] >= 2 else (1, 3)
+    allowed = (1, 2, 3, 4) if version >= 2 else (1, 3)
     if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE) or channels not in allowed:
       raise CodecError(f'malformed header: {h}x{w}x{channels} is not an image '
                        f'shape (sides 1 to {MAX_SIDE}, channels '
                        f'{", ".join(map(str, allowed))})')
-    num_escapes = r.varint('number of escaped values')
-    words = r.varint('payload length')
-    payload = np.frombuffer(r.take(4 * words, 'payload'), '<u4').astype(np.uint32)
-    escapes = []
-    for _ in range(num_escapes):
-      z = r.varint('escaped values')
-      v = (z >> 1) ^ -(z & 1)
-      if abs(v) > MAX_ESCAPE:
-        raise CodecError(f'malformed file: escaped latent value {v}')
-      escapes.append(v)
+    expected = 2 if self.hyper else 1
+    if version < 3 and self.hyper:
+      raise CodecError(f'file format version {version} has no hyper latent; '
+                       'this model writes version 3')
+    count = r.take(1, 'number of latents')[0] if version >= 3 else 1
+    if count != expected:
+      raise CodecError(f'malformed header: {count} coded latents; this model '
+                       f'codes {expected}')
+    sections = []
+    for name in (['z', 'y'] if self.hyper else ['y']):
+      num_escapes = r.varint(f'number of escaped values of {name}')
+      words = r.varint(f'payload length of {name}')
+      payload = np.frombuffer(r.take(4 * words, f'payload of {name}'),
+                              '<u4').astype(np.uint32)
+      escapes = []
+      for _ in range(num_escapes):
+        z = r.varint(f'escaped values of {name}')
+        v = (z >> 1) ^ -(z & 1)
+        if abs(v) > MAX_ESCAPE:
+          raise CodecError(f'malformed file: escaped latent value {v}')
+        escapes.append(v)
+      sections.append((payload, escapes))
     alpha = None
     if channels in (2, 4):
       packed = r.take(r.varint('alpha length'), 'alpha plane')
@@ -260,39 +436,48 @@ class Codec:
     if r.pos != len(body):
       raise CodecError(f'malformed file: {len(body) - r.pos} bytes after the '
                        'last field')
-    return {'height': h, 'width': w, 'channels': channels, 'payload': payload,
-            'escapes': escapes, 'alpha': alpha}
+    out = {'version': version, 'height': h, 'width': w, 'channels': channels,
+           'alpha': alpha, 'sections': sections}
+    # The latent's escapes (kept under their former name).
+    out['payload'], out['escapes'] = sections[-1]
+    return out
+
+  def decode_latent(self, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
+    """(the parsed file, y_hat as float32 hxwxk): everything before the
+    synthesis network, the part that is the same on every machine."""
+    f = self.parse(data)
+    lh = -(-f['height'] // self.multiple) * (self.multiple // self.latent_multiple)
+    lw = -(-f['width'] // self.multiple) * (self.multiple // self.latent_multiple)
+    y_shape = (lh, lw, self.latent_features)
+    if not self.hyper:
+      tables = self.tables_y if f['version'] >= 3 else self._legacy_tables()
+      q = tables.decode(*f['sections'][0], _per_channel(y_shape))
+      return f, q.astype(np.float32)
+    step = self.multiple // self.latent_multiple
+    z_shape = (lh // step, lw // step, self.tables_z.sizes.shape[0])
+    z = self.tables_z.decode(*f['sections'][0], _per_channel(z_shape))
+    table, means = self.entropy_parameters(z)
+    q = self.tables_y.decode(*f['sections'][1], table)
+    return f, (q.astype(np.float64) + means).astype(np.float32)
 
   def decode(self, data: bytes) -> np.ndarray:
-    f = self.parse(data)
+    f, y_hat = self.decode_latent(data)
     h, w = f['height'], f['width']
-    lh, lw = -(-h // self.multiple), -(-w // self.multiple)
-    count = lh * lw
-    q = np.empty((lh, lw, self.latent_features), np.int32)
-    escapes = iter(f['escapes'])
-    used = 0
-    try:
-      decoder = constriction.stream.queue.RangeDecoder(f['payload'])
-      for c in range(self.latent_features):
-        index = np.asarray(decoder.decode(self.entropy_models[c], count), np.int64)
-        escaped = index == self.sizes[c]
-        n = int(escaped.sum())
-        if used + n > len(f['escapes']):
-          raise CodecError('malformed file: more escaped values coded than stored')
-        values = index + self.offsets[c]
-        values[escaped] = [next(escapes) for _ in range(n)]
-        used += n
-        q[..., c] = values.reshape(lh, lw)
-    except CodecError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      raise CodecError(f'malformed payload: {e}') from e
-    if used != len(f['escapes']):
-      raise CodecError('malformed file: escaped values left over')
-    x = self.reconstruct(q)
+    x = self.reconstruct(y_hat)
     image = image_io.to_uint8(x[:h, :w])
     if f['channels'] in (1, 2):
       image = np.round(color.luma(image.astype(np.float32))).astype(np.uint8)
     if f['alpha'] is not None:
       image = np.concatenate([image, f['alpha']], -1)
     return image
+
+
+def compress(model: Any, variables: Any, image: np.ndarray) -> bytes:
+  """An image (uint8 HxWxC) to the bytes of a .aec file, with any
+  compression model and its variables."""
+  return Codec(model, variables).encode(image)
+
+
+def decompress(model: Any, variables: Any, data: bytes) -> np.ndarray:
+  """The image of a file `compress` wrote with the same model and variables."""
+  return Codec(model, variables).decode(data)

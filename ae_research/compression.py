@@ -1,27 +1,29 @@
 """Compression models: an image to integer latents and back, with a rate.
 
-Two models, both linen modules whose `__call__(x, train)` returns
-{'output': reconstruction, 'bits': estimated bits per image [B]}:
+Linen modules whose `__call__(x, train)` returns {'output': reconstruction,
+'likelihoods': {latent name: likelihoods}}; the loss turns likelihoods into
+bits (`entropy_models.bits`), no model sums them itself:
 
 - `FactorizedPrior` (Balle et al. 2017/2018): strided 5x5 convolutions with
-  GDN, a latent coded with a learned per-channel density (`EntropyBottleneck`).
-  Training adds uniform noise in place of rounding; the rate is the latent's
-  -log2 likelihood, so lambda in `lambda * 255^2 * MSE + bpp` picks the
-  quality.
+  GDN, a latent `y` coded with a learned per-channel density
+  (`entropy_models.EntropyBottleneck`).
+- `ScaleHyperprior` (Balle et al. 2018): the same transforms, and a hyper
+  latent `z` (two more stride-2 levels) coded with a per-channel density,
+  from which a network predicts the scale of a Gaussian for every element
+  of `y` (`entropy_models.GaussianConditional`). With `mean_scale=True`
+  (Minnen et al. 2018, without the context model), the mean too.
 - `QuantizedAutoencoder`: the plain bottleneck autoencoder; the latent is
-  squashed to [0, 1] and quantized to `bits` bits (straight-through rounding),
-  so the rate is the latent's size times `bits`.
+  squashed to [0, 1] and quantized to `bits` bits (straight-through
+  rounding); every element's likelihood is 2**-bits.
 
-Both expose the integer interface the codec (`ae_research.aec`) codes:
-
-  symbols = model.apply(variables, x, method='quantize')      # int32 [B,h,w,M]
-  x_hat = model.apply(variables, symbols, method='dequantize')  # [B,H,W,3]
-
-and `coding_tables(params)` (numpy, host): per latent channel, the integer
-range of its symbols and their probabilities.
+Training adds uniform noise in place of rounding, so lambda in
+`lambda * 255^2 * MSE + bpp` picks the quality. The codec
+(`ae_research.aec`) codes the rounded latents; what it needs from the
+hyperprior models is `IntegerHyperSynthesis`: the hyper synthesis network
+in fixed-point integers, so the tables every element of `y` is coded with
+are computed identically on any machine (its docstring says why).
 """
 
-import math
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -29,15 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import models
+from ae_research import entropy_models, models
 
-MODELS = ('factorized', 'bottleneck')
+MODELS = ('factorized', 'bottleneck', 'hyperprior', 'mean_scale')
 FACTORIZED_UPSAMPLE_KINDS = ('pixel_shuffle', 'transpose')
-LIKELIHOOD_BOUND = 1e-9
-# Coding tables cover each channel's symbols up to this tail mass; rarer
-# values are escaped (coded apart, exactly).
-TAIL_MASS = 1e-6
-MAX_HALF_RANGE = 255
 
 
 class GDN(nn.Module):
@@ -61,67 +58,6 @@ class GDN(nn.Module):
     return (x * norm if self.inverse else x / norm).astype(dtype)
 
 
-def _softplus_inverse(x: float) -> float:
-  return math.log(math.expm1(x))
-
-
-class EntropyBottleneck(nn.Module):
-  """A learned density per latent channel (Balle et al. 2018, appendix 6.1).
-
-  Each channel's cumulative distribution is a small monotone network of the
-  scalar latent (softplus-positive matrices, tanh-bounded residual factors);
-  the probability of an integer bin is the difference of the CDF at its two
-  edges.
-  """
-  channels: int
-  filters: Sequence[int] = (3, 3, 3)
-  init_scale: float = 10.0
-
-  def setup(self):
-    dims = (1,) + tuple(self.filters) + (1,)
-    scale = self.init_scale ** (1.0 / (len(self.filters) + 1))
-    c = self.channels
-    matrices, biases, factors = [], [], []
-    for i in range(len(dims) - 1):
-      value = _softplus_inverse(1.0 / scale / dims[i + 1])
-      shape = (c, dims[i + 1], dims[i])
-      matrices.append(self.param(f'matrix_{i}', lambda _, s, v=value: jnp.full(s, v),
-                                 shape))
-      biases.append(self.param(
-          f'bias_{i}', lambda k, s: jax.random.uniform(k, s, minval=-0.5, maxval=0.5),
-          (c, dims[i + 1], 1)))
-      if i < len(dims) - 2:
-        factors.append(self.param(f'factor_{i}', nn.initializers.zeros,
-                                  (c, dims[i + 1], 1)))
-    self.matrices, self.biases, self.factors = matrices, biases, factors
-
-  def cdf_logits(self, x_CxN: jax.Array) -> jax.Array:
-    """The logit of channel c's CDF at the N values x[c]: [C, N]."""
-    x = x_CxN[:, None, :]
-    for i, (m, b) in enumerate(zip(self.matrices, self.biases)):
-      x = jnp.einsum('coi,cin->con', nn.softplus(m), x) + b
-      if i < len(self.factors):
-        x = x + jnp.tanh(self.factors[i]) * jnp.tanh(x)
-    return x[:, 0, :]
-
-  def __call__(self, y_BxhxwxC: jax.Array) -> jax.Array:
-    """P(the unit bin around y) under each channel's density, bounded below;
-    float32 whatever y's dtype."""
-    shape = y_BxhxwxC.shape
-    # The batch axis leads the merged N, so a batch-sharded y's sharding
-    # carries over (jax infers it, even under an Explicit mesh).
-    y = y_BxhxwxC.astype(jnp.float32).reshape(-1, shape[-1]).T  # [C, N]
-    lower = self.cdf_logits(y - 0.5)
-    upper = self.cdf_logits(y + 0.5)
-    # In a tail the difference is taken on the side where the two sigmoids
-    # are not both near 1.
-    sign = -jnp.sign(lower + upper)
-    p = jnp.abs(nn.sigmoid(sign * upper) - nn.sigmoid(sign * lower))
-    return jnp.maximum(p, LIKELIHOOD_BOUND).T.reshape(shape)
-
-
-def _bits(likelihood_BxhxwxC: jax.Array) -> jax.Array:
-  return -jnp.sum(jnp.log2(likelihood_BxhxwxC), axis=(1, 2, 3))
 
 
 class FactorizedPrior(nn.Module):
@@ -136,10 +72,10 @@ class FactorizedPrior(nn.Module):
   out_features: int = 3
   upsample: str = 'pixel_shuffle'
 
-  def setup(self):
+  def _setup_transforms(self):
     if self.upsample not in FACTORIZED_UPSAMPLE_KINDS:
-      raise ValueError(f'FactorizedPrior upsample={self.upsample!r}; choose '
-                       f'one of {FACTORIZED_UPSAMPLE_KINDS}')
+      raise ValueError(f'{type(self).__name__} upsample={self.upsample!r}; '
+                       f'choose one of {FACTORIZED_UPSAMPLE_KINDS}')
     self.analysis_convs = [nn.Conv(f, (5, 5), strides=(2, 2))
                            for f in self.features]
     self.analysis_gdns = [GDN() for _ in self.features]
@@ -153,7 +89,10 @@ class FactorizedPrior(nn.Module):
                               for f in outs]
     else:
       self.synthesis_convs = [nn.Conv(4 * f, (3, 3)) for f in outs]
-    self.densities = EntropyBottleneck(self.latent_features)
+
+  def setup(self):
+    self._setup_transforms()
+    self.densities = entropy_models.EntropyBottleneck(self.latent_features)
 
   @property
   def downsampling(self) -> int:
@@ -162,14 +101,14 @@ class FactorizedPrior(nn.Module):
 
   def analysis(self, x_BxHxWx3: jax.Array) -> jax.Array:
     """Image batch (sides multiples of `downsampling`) to latent."""
-    models.check_divisible(x_BxHxWx3, 'FactorizedPrior', self.features)
+    models.check_divisible(x_BxHxWx3, type(self).__name__, self.features)
     x = x_BxHxWx3 - 0.5  # Centred pixels: faster early training.
     for conv, gdn in zip(self.analysis_convs, self.analysis_gdns):
       x = gdn(conv(x))
     return self.to_latent(x)
 
   def synthesis(self, y_Bxhxwxk: jax.Array) -> jax.Array:
-    models.check_batch(y_Bxhxwxk, 'FactorizedPrior.synthesis')
+    models.check_batch(y_Bxhxwxk, f'{type(self).__name__}.synthesis')
     x = self.from_latent(y_Bxhxwxk)
     for conv, gdn in zip(self.synthesis_convs, self.synthesis_gdns):
       x = conv(gdn(x))
@@ -187,19 +126,96 @@ class FactorizedPrior(nn.Module):
   def dequantize(self, symbols_Bxhxwxk: jax.Array) -> jax.Array:
     return jnp.clip(self.synthesis(symbols_Bxhxwxk.astype(jnp.float32)), 0.0, 1.0)
 
-  def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+  def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, Any]:
     # The latent, its noise and its likelihoods in float32 whatever the
     # compute dtype (the synthesis computes in the input's).
     y = self.analysis(x_BxHxWx3).astype(jnp.float32)
-    if train:  # Uniform noise stands in for rounding (same density, smooth).
-      y_hat = y + jax.random.uniform(self.make_rng('noise'), y.shape,
-                                     minval=-0.5, maxval=0.5)
-    else:
-      y_hat = jnp.round(y)
+    y_hat, likelihoods = self.densities(y, train)
     x_hat = self.synthesis(y_hat.astype(x_BxHxWx3.dtype))
     if not train:
       x_hat = jnp.clip(x_hat, 0.0, 1.0)
-    return {'output': x_hat, 'bits': _bits(self.densities(y_hat))}
+    return {'output': x_hat, 'likelihoods': {'y': likelihoods}}
+
+
+class ScaleHyperprior(FactorizedPrior):
+  """Balle et al. 2018's scale hyperprior, or with `mean_scale` Minnen et
+  al. 2018's mean-scale hyperprior (without its autoregressive context).
+
+  The image transforms are FactorizedPrior's. The hyper analysis (3x3
+  convolution, then two stride-2 5x5 convolutions to `hyper_features`, ReLU
+  between) maps y (|y| for scales only) to z, coded with a per-channel
+  density. The hyper synthesis (per level a 5x5 convolution to 4 x
+  `hyper_features` and a pixel shuffle, ReLU, then a 3x3 convolution) maps
+  z_hat to a scale per element of y (ReLU'd) or to scales and means
+  (`latent_features` of each, scales first).
+  """
+  hyper_features: int = 128
+  mean_scale: bool = False
+
+  def setup(self):
+    self._setup_transforms()
+    n = self.hyper_features
+    self.hyper_analysis_convs = [nn.Conv(n, (3, 3)),
+                                 nn.Conv(n, (5, 5), strides=(2, 2)),
+                                 nn.Conv(n, (5, 5), strides=(2, 2))]
+    outputs = self.latent_features * (2 if self.mean_scale else 1)
+    self.hyper_synthesis_convs = [nn.Conv(4 * n, (5, 5)), nn.Conv(4 * n, (5, 5)),
+                                  nn.Conv(outputs, (3, 3))]
+    self.densities = entropy_models.EntropyBottleneck(n)
+    self.gaussian = entropy_models.GaussianConditional()
+
+  @property
+  def downsampling(self) -> int:
+    """How much z is smaller than the image: y's factor, times 4."""
+    return 4 * models.downsampling(self.features)
+
+  @property
+  def latent_downsampling(self) -> int:
+    """How much y is smaller than the image."""
+    return models.downsampling(self.features)
+
+  def hyper_analysis(self, y_Bxhxwxk: jax.Array) -> jax.Array:
+    x = y_Bxhxwxk.astype(jnp.float32)
+    if not self.mean_scale:
+      x = jnp.abs(x)
+    for i, conv in enumerate(self.hyper_analysis_convs):
+      x = conv(x)
+      if i < len(self.hyper_analysis_convs) - 1:
+        x = nn.relu(x)
+    return x
+
+  def hyper_synthesis(self, z_hat: jax.Array) -> jax.Array:
+    """The entropy parameters of y: scales [B,h,w,k], or scales and means
+    concatenated [B,h,w,2k] (`mean_scale`)."""
+    x = z_hat.astype(jnp.float32)
+    for conv in self.hyper_synthesis_convs[:-1]:
+      x = nn.relu(models.depth_to_space(conv(x)))
+    x = self.hyper_synthesis_convs[-1](x)
+    return x if self.mean_scale else nn.relu(x)
+
+  def entropy_parameters(self, z_hat: jax.Array) -> tuple[jax.Array, Any]:
+    """(scales, means or None) of y, from the hyper latent."""
+    out = self.hyper_synthesis(z_hat)
+    if self.mean_scale:
+      return jnp.split(out, 2, axis=-1)
+    return out, None
+
+  def hyper_latent(self, y_Bxhxwxk: jax.Array) -> jax.Array:
+    """The continuous hyper latent z whose rounding is coded."""
+    return self.hyper_analysis(y_Bxhxwxk)
+
+  def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, Any]:
+    models.check_divisible(x_BxHxWx3, type(self).__name__, self.features,
+                           self.downsampling)
+    y = self.analysis(x_BxHxWx3).astype(jnp.float32)
+    z_hat, z_likelihoods = self.densities(self.hyper_analysis(y), train)
+    scales, means = self.entropy_parameters(z_hat)
+    y_hat, y_likelihoods = self.gaussian(y, scales, means, train)
+    x_hat = self.synthesis(y_hat.astype(x_BxHxWx3.dtype))
+    if not train:
+      x_hat = jnp.clip(x_hat, 0.0, 1.0)
+    return {'output': x_hat,
+            'likelihoods': {'y': y_likelihoods, 'z': z_likelihoods}}
 
 
 class QuantizedAutoencoder(nn.Module):
@@ -252,9 +268,9 @@ class QuantizedAutoencoder(nn.Module):
     x_hat = self.synthesis(z_hat)
     if not train:
       x_hat = jnp.clip(x_hat, 0.0, 1.0)
-    bits = jnp.full((x_BxHxWx3.shape[0],), z.size // z.shape[0] * self.bits,
-                    jnp.float32)
-    return {'output': x_hat, 'bits': bits}
+    # Every element of the latent costs `bits` bits.
+    likelihoods = jnp.full(z.shape, 2.0 ** -self.bits, jnp.float32)
+    return {'output': x_hat, 'likelihoods': {'y': likelihoods}}
 
 
 def from_config(config: Any) -> nn.Module:
@@ -264,6 +280,12 @@ def from_config(config: Any) -> nn.Module:
     return FactorizedPrior(features=features,
                            latent_features=config.model.latent_features,
                            upsample=config.model.upsample)
+  if c.model in ('hyperprior', 'mean_scale'):
+    return ScaleHyperprior(features=features,
+                           latent_features=config.model.latent_features,
+                           upsample=config.model.upsample,
+                           hyper_features=c.hyper_features,
+                           mean_scale=c.model == 'mean_scale')
   if c.model == 'bottleneck':
     return QuantizedAutoencoder(
         features=features, latent_features=config.model.latent_features,
@@ -274,57 +296,98 @@ def from_config(config: Any) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------
-# Coding tables: the probabilities the entropy coder uses, on the host.
+# The hyper synthesis in integers, for the codec.
 
 
-def _np_softplus(x):
-  return np.logaddexp(0.0, x)
+class IntegerHyperSynthesis:
+  """`ScaleHyperprior.hyper_synthesis` in fixed point, on the host: z_hat
+  (integers) to the integer scales (and means) every element of y is coded
+  with, the same on every machine.
 
+    hs = IntegerHyperSynthesis(model, params)
+    scales_fixed, means_fixed = hs(z_hat_hxwxC)   # int64, / 2**FRACTION_BITS
 
-def _np_sigmoid(x):
-  return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _np_cdf_logits(p: dict, x_CxN: np.ndarray) -> np.ndarray:
-  """EntropyBottleneck.cdf_logits in float64 numpy, per channel."""
-  x = x_CxN[:, None, :]
-  i = 0
-  while f'matrix_{i}' in p:
-    m = _np_softplus(np.asarray(p[f'matrix_{i}'], np.float64))
-    b = np.asarray(p[f'bias_{i}'], np.float64)
-    x = np.einsum('coi,cin->con', m, x) + b
-    if f'factor_{i}' in p:
-      x = x + np.tanh(np.asarray(p[f'factor_{i}'], np.float64)) * np.tanh(x)
-    i += 1
-  return x[:, 0, :]
-
-
-def coding_tables(model: nn.Module, params: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-  """(offsets [C], pmfs): how the codec codes each latent channel.
-
-  Channel c codes symbol s as index s - offsets[c] when that lies in
-  [0, len(pmfs[c]) - 1), with probability pmfs[c][index]; the last index is
-  the escape, for values outside the table (coded apart), whose probability
-  is the mass outside it. Computed in float64 numpy on the host, so encoder
-  and decoder derive identical tables from identical parameters whatever
-  accelerator ran the model.
+  Each layer's kernel is rounded to integers at 2**fw (fw chosen so that
+  |kernel| < 2**WEIGHT_BITS), its bias at the scale of the products, and
+  its output floored back to FRACTION_BITS fractional bits and clipped to
+  +-ACTIVATION_LIMIT (after the ReLU, where there is one). The arithmetic
+  is float64 on integer values: every product is below 2**(WEIGHT_BITS +
+  log2 ACTIVATION_LIMIT) and every partial sum below fan-in times that,
+  which the constructor checks is under 2**53. Every intermediate value is
+  then an integer float64 represents exactly, so each addition is exact and
+  the result does not depend on the order of the additions: BLAS's
+  blocking, threads, SIMD width, FMA, or rows coded in chunks give the same
+  integers. Flooring by a power of two and clipping are exact. The
+  parameters come bit-exactly from the checkpoint, so encoder and decoder
+  compute the same tables wherever they run.
   """
-  if isinstance(model, QuantizedAutoencoder):  # Uniform; nothing escapes.
-    k = model.levels + 1
-    pmf = np.concatenate([np.full(k, 1.0 / k), [0.0]])
-    return np.zeros(model.latent_features, np.int64), [pmf] * model.latent_features
-  p = {k: np.asarray(v) for k, v in params['densities'].items()}
-  channels = p['matrix_0'].shape[0]
-  grid = np.arange(-MAX_HALF_RANGE, MAX_HALF_RANGE + 1, dtype=np.float64)
-  edges = np.concatenate([grid - 0.5, grid[-1:] + 0.5])
-  cdf = _np_sigmoid(_np_cdf_logits(p, np.broadcast_to(edges, (channels, len(edges)))))
-  offsets, pmfs = np.zeros(channels, np.int64), []
-  for c in range(channels):
-    # The bins whose mass is not all in one of the two tails.
-    inside = np.nonzero((cdf[c, 1:] > TAIL_MASS / 2) &
-                        (cdf[c, :-1] < 1 - TAIL_MASS / 2))[0]
-    lo, hi = (inside[0], inside[-1]) if len(inside) else (MAX_HALF_RANGE,) * 2
-    offsets[c] = int(grid[lo])
-    mass = np.maximum(np.diff(cdf[c, lo:hi + 2]), 0.0)
-    pmfs.append(np.concatenate([mass, [max(1.0 - mass.sum(), 0.0)]]))
-  return offsets, pmfs
+  FRACTION_BITS = entropy_models.SCALE_FRACTION_BITS
+  WEIGHT_BITS = 15
+  ACTIVATION_LIMIT = 2 ** 22
+  EXACT_LIMIT = 2.0 ** 53
+  CHUNK = 1 << 22  # Values of one im2col block.
+
+  def __init__(self, model: ScaleHyperprior, params: Any):
+    self.mean_scale = model.mean_scale
+    self.latent_features = model.latent_features
+    self.layers = []
+    shift_in = 0  # z_hat: integers.
+    convs = [params[f'hyper_synthesis_convs_{i}'] for i in range(3)]
+    for i, conv in enumerate(convs):
+      kernel = np.asarray(conv['kernel'], np.float64)
+      bias = np.asarray(conv['bias'], np.float64)
+      top = float(np.max(np.abs(kernel)))
+      fw = self.WEIGHT_BITS - (np.frexp(top)[1] if top > 0 else 0)
+      fw = int(min(fw, 40))
+      w = np.round(np.ldexp(kernel, fw))
+      b = np.round(np.ldexp(bias, fw + shift_in))
+      fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+      bound = fan_in * float(np.max(np.abs(w))) * self.ACTIVATION_LIMIT + float(
+          np.max(np.abs(b)))
+      if bound >= self.EXACT_LIMIT:
+        raise ValueError(f'hyper synthesis layer {i}: a {kernel.shape} kernel '
+                         'is too large for exact integer arithmetic in float64')
+      self.layers.append(dict(kernel=w, bias=b,
+                              shift=fw + shift_in - self.FRACTION_BITS,
+                              upsample=i < 2, relu=i < 2 or not self.mean_scale))
+      shift_in = self.FRACTION_BITS
+
+  def _conv(self, x_HxWxC: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """'SAME' convolution of integer-valued float64 arrays, exactly."""
+    kh, kw, c, o = kernel.shape
+    h, w = x_HxWxC.shape[:2]
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(x_HxWxC, ((top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
+    flat = kernel.reshape(kh * kw * c, o)
+    rows = max(1, self.CHUNK // max(1, w * kh * kw * c))
+    out = np.empty((h, w, o), np.float64)
+    for r in range(0, h, rows):
+      block = padded[r:r + min(rows, h - r) + kh - 1]
+      windows = np.lib.stride_tricks.sliding_window_view(block, (kh, kw), (0, 1))
+      # [rows, w, c, kh, kw] -> [rows * w, kh * kw * c], the kernel's order.
+      cols = windows.transpose(0, 1, 3, 4, 2).reshape(-1, kh * kw * c)
+      out[r:r + len(block) - kh + 1] = (cols @ flat).reshape(-1, w, o)
+    return out
+
+  @staticmethod
+  def _depth_to_space(x_HxWxC: np.ndarray) -> np.ndarray:
+    """models.depth_to_space of one image."""
+    h, w, c = x_HxWxC.shape
+    x = x_HxWxC.reshape(h, w, 2, 2, c // 4).transpose(0, 2, 1, 3, 4)
+    return x.reshape(2 * h, 2 * w, c // 4)
+
+  def __call__(self, z_hat_hxwxC: np.ndarray) -> tuple[np.ndarray, Any]:
+    """(scales, means or None) as int64 arrays of y's shape, in units of
+    2**-FRACTION_BITS."""
+    limit = float(self.ACTIVATION_LIMIT)
+    x = np.clip(np.asarray(z_hat_hxwxC, np.float64), -limit, limit)
+    for layer in self.layers:
+      acc = self._conv(x, layer['kernel']) + layer['bias']
+      x = np.floor(np.ldexp(acc, -layer['shift']))
+      if layer['upsample']:
+        x = self._depth_to_space(x)
+      x = np.clip(x, 0.0 if layer['relu'] else -limit, limit)
+    x = x.astype(np.int64)
+    if self.mean_scale:
+      return x[..., :self.latent_features], x[..., self.latent_features:]
+    return x, None

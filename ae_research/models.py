@@ -50,11 +50,11 @@ def check_batch(x: jax.Array, who: str) -> None:
 
 
 def check_divisible(x_BxHxWxC: jax.Array, who: str,
-                    features: Sequence[int]) -> None:
+                    features: Sequence[int], multiple: int = 0) -> None:
   """Raises ValueError unless `x` is a batch whose height and width are
-  multiples of `downsampling(features)`."""
+  multiples of `multiple` (by default `downsampling(features)`)."""
   check_batch(x_BxHxWxC, who)
-  m = downsampling(features)
+  m = multiple or downsampling(features)
   h, w = x_BxHxWxC.shape[1:3]
   if h % m or w % m:
     levels = f'{len(features)} level' + ('' if len(features) == 1 else 's')

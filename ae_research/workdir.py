@@ -6,6 +6,7 @@ describe. Below the loop and every command that opens a trained run.
   codec = workdir.load_codec('runs/compress')     # a compression run's codec
 """
 
+import copy
 import json
 import os
 from typing import Any, Optional
@@ -43,11 +44,13 @@ def _defaults() -> dict:
 
 def _stored(stored: dict, defaults: dict, key: str) -> Any:
   """The stored config's value of `key`, in today's terms: a field the run
-  predates has its default; a model from before config.model.arch was
-  the autoencoder."""
+  predates has its default (also inside a group, e.g. config.compress); a
+  model from before config.model.arch was the autoencoder."""
   value = stored.get(key, defaults.get(key))
   if key == 'model' and isinstance(value, dict):
-    value = {'arch': 'autoencoder', **value}
+    return {'arch': 'autoencoder', **value}
+  if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+    return _merge(copy.deepcopy(defaults[key]), value)
   return value
 
 
@@ -170,4 +173,4 @@ def load_codec(workdir: str, step: Optional[int] = None,
     raise WorkdirMismatch(f'{workdir} holds a {config.get("task")!r} run, not a '
                           "compression model (config.task='compress')")
   state, _ = restore_latest(config, workdir, step)
-  return aec.Codec(config, state.params, state.model_state, plan)
+  return aec.Codec.from_config(config, state.params, state.model_state, plan)

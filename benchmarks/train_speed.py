@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ae_research import models, steps, tasks, zoo
+from ae_research import entropy_models, models, steps, tasks, zoo
 from configs import colorize, compress, denoise, super_resolution
 try:
   import torch
@@ -181,7 +181,8 @@ def jax_loss(row: Row) -> Callable:
     mse = jnp.mean(jnp.square(out - batch['target']), axis=(1, 2, 3))
     if row.lmbda is None:
       return mse
-    return row.lmbda * 255.0 ** 2 * mse + pred['bits'] / row.out_size ** 2
+    bits = entropy_models.bits(pred['likelihoods'])
+    return row.lmbda * 255.0 ** 2 * mse + bits / row.out_size ** 2
   return loss
 
 
@@ -439,7 +440,7 @@ def check_twins(rows: list[Row]) -> None:
     if row.lmbda is None:
       shapes = (pred.shape,), (tuple(out.permute(0, 2, 3, 1).shape),)
     else:
-      shapes = ((pred['output'].shape, pred['bits'].shape),
+      shapes = ((pred['output'].shape, entropy_models.bits(pred['likelihoods']).shape),
                 (tuple(out[0].permute(0, 2, 3, 1).shape), tuple(out[1].shape)))
     ok = n_jax == n_torch and shapes[0] == shapes[1]
     print(f'{row.name:48s} jax {n_jax:9,d} torch {n_torch:9,d} params, '

@@ -1,4 +1,4 @@
-"""Learned image compression: a factorized-prior codec (Balle et al.).
+"""Learned image compression: factorized-prior and hyperprior codecs.
 
   python -m ae_research.main --config=configs/compress.py --workdir=runs/compress
   python -m ae_research.codec compress --workdir=runs/compress in.png out.aec
@@ -6,10 +6,18 @@
   python experiments/compress_rd.py --workdir=runs/rd   # the lambda sweep
 
 One run is one quality: config.compress.lmbda weighs distortion against
-rate in `lambda * 255^2 * MSE + bpp`. Variants: bottleneck (the plain autoencoder with a latent of
-config.compress.bits bits, no entropy model), smoke (seconds). Trains on
-random patches of the embedded photos; the held-out photos are coded whole
-by the real codec and scored beside JPEG and WebP.
+rate in `lambda * 255^2 * MSE + bpp`. The default is the factorized prior
+(Balle et al.) at a CPU size. Variants:
+  hyperprior   Balle et al. 2018's scale hyperprior
+  mean_scale   Minnen et al. 2018's mean-scale hyperprior (no context model)
+  n128, n192   the published sizes (N=128, M=192; N=192, M=320: four
+               levels, 256x256 patches), with any of the three models
+  bottleneck   the plain autoencoder with a latent of config.compress.bits
+               bits, no entropy model
+  smoke        seconds
+e.g. configs/compress.py:mean_scale,n128. Trains on random patches of the
+embedded photos; the held-out photos are coded whole by the real codec and
+scored beside JPEG and WebP.
 """
 
 from configs import default
@@ -20,6 +28,22 @@ def _bottleneck(config):
   config.model.features = (64, 64, 64, 64)
   config.model.latent_features = 16
   config.model.blocks_per_level = 0
+
+
+def _entropy_model(kind):
+  def apply(config):
+    config.compress.model = kind
+    config.compress.hyper_features = 64
+  return apply
+
+
+def _published(n, m):
+  def apply(config):
+    config.model.features = (n,) * 4
+    config.model.latent_features = m
+    config.compress.hyper_features = n
+    config.patch_size = 256
+  return apply
 
 
 def get_config(variant: str = ''):
@@ -43,9 +67,18 @@ def get_config(variant: str = ''):
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 500
   config.num_sample_images = 1
-  config = default.apply_variant(config, variant, {'bottleneck': _bottleneck})
+  config = default.apply_variant(config, variant, {
+      'bottleneck': _bottleneck,
+      'hyperprior': _entropy_model('hyperprior'),
+      'mean_scale': _entropy_model('mean_scale'),
+      'n128': _published(128, 192), 'n192': _published(192, 320),
+  })
   if 'smoke' in variant.split(','):
     config.patch_size = 32
-    config.model.features = (8, 8, 8, 8)
+    hyper = config.compress.model in ('hyperprior', 'mean_scale')
+    # A hyperprior's z is 4x smaller than y: two levels leave it 2x2.
+    config.model.features = (8, 8) if hyper else (8, 8, 8, 8)
     config.model.latent_features = 8
+    if hyper:
+      config.compress.hyper_features = 8
   return config

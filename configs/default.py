@@ -46,7 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.sr = ml_collections.ConfigDict(dict(scale=3))
   # lmbda weighs distortion against rate: lmbda * 255^2 * MSE + bpp.
   config.compress = ml_collections.ConfigDict(dict(
-      model='factorized', lmbda=0.01, bits=4))
+      model='factorized', lmbda=0.01, bits=4,
+      # The hyperprior models' hyper latent: its channels (N of h_a, h_s).
+      hyper_features=128))
   config.shapes = ml_collections.ConfigDict(defaults.SHAPES)
   # The model: config.model.arch names one of ae_research/zoo.py's, the
   # other fields are that architecture's (ae_research/defaults.py ARCHS);

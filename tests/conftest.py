@@ -1,10 +1,13 @@
 """Every test sees 8 CPU devices, so sharded code paths run everywhere."""
 
 import os
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# The classical RD curves' cache: the session's own, not the user's.
+os.environ['AE_RESEARCH_CACHE'] = tempfile.mkdtemp(prefix='ae_research_cache_')
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402

@@ -119,3 +119,26 @@ def test_curves_sharing_no_quality_have_no_bd_rate():
   with pytest.warns(UserWarning, match='do not overlap'):
     theirs, _, _ = _package(test, anchor)
   assert math.isnan(theirs)
+
+
+def test_classical_curves_are_computed_once_and_keyed_by_the_image(tmp_path, monkeypatch):
+  rng = np.random.default_rng(0)
+  images = [(f'im{i}', rng.integers(0, 256, (161, 170, 3), dtype=np.uint8)) for i in range(2)]
+  qualities = {'jpeg': (10, 50), 'webp': (20,)}
+  cache = str(tmp_path / 'cache')
+  first = rd.classical_curves(images, qualities, cache=cache)
+  assert first == rd.classical_curves(images, qualities, cache=None)
+  calls = []
+  real = rd.classical_roundtrip
+  monkeypatch.setattr(rd, 'classical_roundtrip',
+                      lambda *a: calls.append(a[1:]) or real(*a))
+  assert rd.classical_curves(images, qualities, cache=cache) == first
+  assert not calls  # All from the cache.
+  # Another image, or other qualities, are computed (and cached) anew.
+  changed = [(n, im.copy()) for n, im in images]
+  changed[1][1][0, 0, 0] ^= 1
+  rd.classical_curves(changed, qualities, cache=cache)
+  assert calls == [('jpeg', 10), ('jpeg', 50), ('webp', 20)]
+  calls.clear()
+  rd.classical_curves(images, {'jpeg': (10, 60)}, cache=cache)
+  assert calls == [('jpeg', 10), ('jpeg', 60)] * 2

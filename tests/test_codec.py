@@ -1,7 +1,13 @@
 """The codec: exact round trips, real file sizes, and clear errors for every
 malformed file (fuzzed with hypothesis)."""
 
+import functools
+import json
+import os
+import pickle
 import struct
+import subprocess
+import sys
 import zlib
 
 import constriction
@@ -13,28 +19,73 @@ import numpy as np
 import pytest
 
 from ae_research import aec, tiling
+from ae_research import workdir as workdir_lib
 from ae_research import compression
 from configs import compress as compress_config
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def _codec(variant='smoke', seed=0, **compress):
+
+def _config(variant='smoke', **compress):
   config = compress_config.get_config(variant)
   config.model.features = (8, 8, 8)
+  config.compress.hyper_features = 8
   for k, v in compress.items():
     config.compress[k] = v
-  model = compression.from_config(config)
-  variables = model.init({'params': jax.random.key(seed), 'noise': jax.random.key(1)},
-                         jnp.zeros((1, 16, 16, 3)))
+  return config
+
+
+@functools.lru_cache(maxsize=None)
+def _params(seed, items):
+  model = compression.from_config(_config('smoke', **dict(items)))
+  # Jitted: one compilation, not one per operation.
+  variables = jax.jit(model.init)({'params': jax.random.key(seed), 'noise': jax.random.key(1)},
+                                  jnp.zeros((1, 32, 32, 3)))
   # Spread the latent over many symbols, as a trained model's is.
-  params = jax.tree_util.tree_map_with_path(
+  return jax.device_get(jax.tree_util.tree_map_with_path(
       lambda path, p: p * 4.0 if 'to_latent' in jax.tree_util.keystr(path) else p,
-      variables['params'])
-  return aec.Codec(config, params)
+      variables['params']))
+
+
+def _codec(seed=0, **compress):
+  """A fresh codec (its own tables and plan); the parameters and compiled
+  functions of a model are made once."""
+  params = _params(seed, tuple(sorted(compress.items())))
+  return aec.Codec.from_config(_config('smoke', **compress), params)
 
 
 @pytest.fixture(scope='module')
 def codec():
   return _codec()
+
+
+@pytest.fixture(scope='module')
+def hyper_codec():
+  return _codec(model='mean_scale')
+
+
+def _any_codec(name, codec, hyper_codec):
+  if name == 'factorized':
+    return codec
+  if name == 'mean_scale':
+    return hyper_codec
+  return _codec(model=name)  # Its parameters are made once.
+
+
+@pytest.fixture(params=['factorized', 'hyperprior', 'mean_scale'])
+def any_codec(request, codec, hyper_codec):
+  return _any_codec(request.param, codec, hyper_codec)
+
+
+def _expected_output(codec, image):
+  """The model's reconstruction of the codec's latent, computed apart."""
+  if not codec.hyper:
+    padded = codec._padded(image)
+    return np.asarray(codec.model.apply(codec.variables, jnp.asarray(padded[None]))['output'])[0]
+  symbols = codec.latent(image)
+  y_hat = (symbols['y'] + symbols['means']).astype(np.float32)
+  out = codec.model.apply(codec.variables, jnp.asarray(y_hat[None]), method='synthesis')
+  return np.clip(np.asarray(out)[0], 0.0, 1.0)
 
 
 def _image(h, w, c=3, seed=0):
@@ -45,8 +96,12 @@ def _image(h, w, c=3, seed=0):
                  255).astype(np.uint8)
 
 
-@pytest.mark.parametrize('shape', [(40, 56, 3), (37, 53, 3), (5, 3, 3), (30, 20, 1)])
-def test_decode_is_the_models_reconstruction(codec, shape):
+@pytest.mark.parametrize('name, shape', [
+    ('factorized', (40, 56, 3)), ('factorized', (37, 53, 3)), ('factorized', (5, 3, 3)),
+    ('factorized', (30, 20, 1)), ('hyperprior', (37, 53, 3)), ('mean_scale', (37, 53, 3)),
+    ('mean_scale', (5, 3, 3)), ('mean_scale', (30, 20, 1))])
+def test_decode_is_the_models_reconstruction(name, shape, codec, hyper_codec):
+  codec = _any_codec(name, codec, hyper_codec)
   image = _image(*shape)
   data = codec.encode(image)
   assert data == codec.encode(image)  # Deterministic encoder.
@@ -54,8 +109,7 @@ def test_decode_is_the_models_reconstruction(codec, shape):
   assert decoded.dtype == np.uint8 and decoded.shape == image.shape
   np.testing.assert_array_equal(codec.decode(data), decoded)
   # Computed apart: the model's inference output, cropped and rounded.
-  padded = codec._padded(image)
-  out = np.asarray(codec.model.apply(codec.variables, jnp.asarray(padded[None]))['output'])[0]
+  out = _expected_output(codec, image)
   want = np.round(out[:shape[0], :shape[1]] * 255).astype(np.uint8)
   if shape[-1] == 1:
     want = np.round(want.astype(np.float32) @ np.array([0.299, 0.587, 0.114],
@@ -63,7 +117,8 @@ def test_decode_is_the_models_reconstruction(codec, shape):
   np.testing.assert_array_equal(decoded, want)
 
 
-def test_file_size_is_close_to_the_estimated_rate(codec):
+def test_file_size_is_close_to_the_estimated_rate(any_codec):
+  codec = any_codec
   image = _image(96, 128)
   data = codec.encode(image)
   estimated = codec.estimated_bits(image)
@@ -77,10 +132,11 @@ def test_values_outside_the_tables_are_escaped():
   image = _image(48, 64)
   reference = codec.decode(codec.encode(image))
   # Shrink every table to the symbol 0: every other value now escapes.
-  codec.offsets = np.zeros_like(codec.offsets)
-  codec.sizes = [1] * len(codec.sizes)
-  codec.entropy_models = [constriction.stream.model.Categorical(
-      np.array([0.5, 0.5]), perfect=False)] * len(codec.sizes)
+  tables = codec.tables_y
+  tables.offsets = np.zeros_like(tables.offsets)
+  tables.sizes = np.ones_like(tables.sizes)
+  tables.models = [constriction.stream.model.Categorical(
+      np.array([0.5, 0.5]), perfect=False)] * len(tables.sizes)
   data = codec.encode(image)
   header = codec.parse(data)
   assert len(header['escapes']) > 10
@@ -116,12 +172,16 @@ def test_alpha_is_stored_losslessly_beside_the_coded_color(codec, color):
   np.testing.assert_array_equal(decoded[..., :-1], codec.decode(codec.encode(image[..., :-1])))
 
 
-def test_version_1_files_still_decode(codec):
-  data = codec.encode(_image(30, 40))
+def test_versions_1_and_2_files_still_decode(codec):
+  image = _image(30, 40)
+  data = codec.encode(image, version=2)
+  assert data[3] == 2 and data != codec.encode(image)
+  # The same latent as version 3, coded with the tables of version 2.
+  np.testing.assert_array_equal(codec.decode(data), codec.decode(codec.encode(image)))
   old = _with_crc(data[:3] + b'\x01' + data[4:-4])
   np.testing.assert_array_equal(codec.decode(old), codec.decode(data))
   # Version 1 had no alpha.
-  rgba = codec.encode(_image(30, 40, 4))
+  rgba = codec.encode(_image(30, 40, 4), version=2)
   with pytest.raises(aec.CodecError, match='channels 1, 3'):
     codec.decode(_with_crc(rgba[:3] + b'\x01' + rgba[4:-4]))
 
@@ -136,11 +196,11 @@ def test_tiled_coding_gives_the_whole_image_result():
   np.testing.assert_allclose(tiled._run(tiled._latent, x, tiled.multiple, 1),
                              continuous, atol=1e-4)
   assert tiled.last_decision.tiled and tiled.last_decision.exact
-  q = whole.latent(image)
+  q = whole.latent(image)['y']
   np.testing.assert_allclose(tiled.reconstruct(q), whole.reconstruct(q), atol=1e-4)
   assert tiled.last_decision.tiled
   # Files differ only where a latent lies within round-off of a rounding edge.
-  assert np.mean(tiled.latent(image) == q) > 0.999
+  assert np.mean(tiled.latent(image)['y'] == q) > 0.999
   decoded = tiled.decode(tiled.encode(image)).astype(int)
   assert np.abs(decoded - whole.decode(whole.encode(image)).astype(int)).max() <= 1
 
@@ -148,6 +208,11 @@ def test_tiled_coding_gives_the_whole_image_result():
 @pytest.fixture(scope='module')
 def valid(codec):
   return codec.encode(_image(40, 56))
+
+
+@pytest.fixture(scope='module')
+def hyper_valid(hyper_codec):
+  return hyper_codec.encode(_image(40, 56))
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -217,6 +282,17 @@ def test_fuzz_mutations_behind_a_valid_checksum(codec, valid, data):
   """Past the checksum, the parser and the entropy decoder still never
   crash: a mutated body either is refused or decodes to an image of the
   size its header states."""
+  _mutate_behind_checksum(codec, valid, data)
+
+
+@_FUZZ
+@hypothesis.given(st.data())
+def test_fuzz_hyperprior_files_behind_a_valid_checksum(hyper_codec, hyper_valid, data):
+  """The same for version 3 files with a hyper latent (two coded latents)."""
+  _mutate_behind_checksum(hyper_codec, hyper_valid, data)
+
+
+def _mutate_behind_checksum(codec, valid, data):
   body = bytearray(valid[:-4])
   for _ in range(data.draw(st.integers(1, 3))):
     i = data.draw(st.integers(12, len(body) - 1))  # Magic, version, id kept.
@@ -232,3 +308,131 @@ def test_fuzz_mutations_behind_a_valid_checksum(codec, valid, data):
   except aec.CodecError:
     return
   assert image.shape == (header['height'], header['width'], header['channels'])
+
+
+_CHILD = """
+import hashlib, os, pickle, sys
+import numpy as np
+sys.path.insert(0, 'tests')
+import test_codec
+from ae_research import aec, tiling
+params_path, out, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(params_path, 'rb') as f:
+  params = pickle.load(f)
+codec = aec.Codec.from_config(test_codec._config(model='mean_scale'), params)
+if out != '-':
+  with open(out, 'wb') as f:
+    f.write(codec.encode(test_codec._image(45, 60, seed=7)))
+for path in paths:
+  with open(path, 'rb') as f:
+    data = f.read()
+  for plan in (tiling.Tiling(), tiling.Tiling(mode='always', tile_size=16, blend=0)):
+    codec.plan = plan
+    _, y_hat = codec.decode_latent(data)
+    image = codec.decode(data)
+    print(os.path.basename(path), hashlib.sha256(y_hat.tobytes()).hexdigest(),
+          image.tobytes().hex())
+"""
+
+_CONFIGURATIONS = {
+    'one thread': dict(XLA_FLAGS='--xla_cpu_multi_thread_eigen=false '
+                                 'intra_op_parallelism_threads=1',
+                       OPENBLAS_NUM_THREADS='1', OMP_NUM_THREADS='1'),
+    'thread pool, 4 devices': dict(XLA_FLAGS='--xla_force_host_platform_device_count=4',
+                                   OPENBLAS_NUM_THREADS='2', OMP_NUM_THREADS='2'),
+}
+
+
+def _child(configuration, *args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', **_CONFIGURATIONS[configuration])
+  out = subprocess.run([sys.executable, '-c', _CHILD, *args], env=env, cwd=_ROOT,
+                       capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return [line.split() for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_files_decode_to_the_same_latent_under_other_configurations(tmp_path, hyper_codec):
+  """Encoded under one XLA/BLAS configuration, decoded under another, whole
+  and in tiles: the same y_hat bit for bit, and the same image up to the
+  synthesis network's rounding."""
+  params = str(tmp_path / 'params.pickle')
+  with open(params, 'wb') as f:
+    pickle.dump(jax.tree.map(np.asarray, hyper_codec.params), f)
+  one, pool = (str(tmp_path / f'{i}.aec') for i in range(2))
+  _child('one thread', params, one)
+  rows = _child('thread pool, 4 devices', params, pool, one, pool)
+  rows += _child('one thread', params, '-', one, pool)
+  assert len(rows) == 8  # 2 files x 2 configurations x whole and tiles.
+  for name in ('0.aec', '1.aec'):
+    mine = [r for r in rows if r[0] == name]
+    assert len({r[1] for r in mine}) == 1  # y_hat, bit for bit.
+    images = [np.frombuffer(bytes.fromhex(r[2]), np.uint8).astype(int) for r in mine]
+    for image in images[1:]:
+      assert np.abs(image - images[0]).max() <= 1
+
+
+def test_table_boundaries_decode_exactly(hyper_codec):
+  """A hyper synthesis whose scales land exactly on the coding scales'
+  boundaries (and means on halves): the decoder finds the tables and means
+  the encoder used, and the file decodes to the encoder's latent."""
+  codec = hyper_codec
+  params = jax.tree.map(np.asarray, codec.params)
+  last = dict(params['hyper_synthesis_convs_2'])
+  k = codec.latent_features
+  table = codec.scale_table
+  rng = np.random.default_rng(0)
+  on_boundary = rng.choice(table[:-1], k).astype(np.float32) / 1024.0
+  halves = (rng.integers(-40, 40, k) + 0.5).astype(np.float32)
+  last['kernel'] = np.zeros_like(last['kernel'])
+  last['bias'] = np.concatenate([on_boundary, halves])
+  params['hyper_synthesis_convs_2'] = last
+  boundary = aec.Codec(codec.model, {'params': params})
+  image = _image(64, 64, seed=9)
+  symbols = boundary.latent(image)
+  np.testing.assert_array_equal(
+      boundary.scale_table[symbols['table']],
+      np.broadcast_to(np.round(on_boundary * 1024).astype(np.int64), symbols['table'].shape))
+  np.testing.assert_array_equal(symbols['means'], np.broadcast_to(halves, symbols['means'].shape))
+  _, y_hat = boundary.decode_latent(boundary.encode(image))
+  np.testing.assert_array_equal(y_hat, (symbols['y'] + symbols['means']).astype(np.float32))
+
+
+def test_compress_and_decompress_need_only_a_model_and_its_variables(hyper_codec):
+  model = compression.ScaleHyperprior(**{  # Built apart from any config.
+      k: getattr(hyper_codec.model, k) for k in (
+          'features', 'latent_features', 'hyper_features', 'mean_scale')})
+  variables = {'params': hyper_codec.params}
+  image = _image(20, 30)
+  data = aec.compress(model, variables, image)
+  np.testing.assert_array_equal(aec.decompress(model, variables, data),
+                                aec.Codec(model, variables).decode(data))
+  # The same image as the configured codec's (whose id differs).
+  np.testing.assert_array_equal(aec.decompress(model, variables, data),
+                                hyper_codec.decode(hyper_codec.encode(image)))
+  other = {'params': jax.tree.map(lambda p: p * 1.01, hyper_codec.params)}
+  with pytest.raises(aec.CodecError, match='made by model'):
+    aec.decompress(model, other, data)
+
+
+def test_a_run_from_before_the_hyperprior_fields_still_opens(tmp_path):
+  """Its stored config.compress has no hyper_features: the default, and the
+  same model id (its files still decode)."""
+  config = compress_config.get_config('smoke')
+  workdir = str(tmp_path / 'run')
+  workdir_lib.check_workdir(config, workdir)
+  path = os.path.join(workdir, 'config.json')
+  with open(path) as f:
+    stored = json.load(f)
+  del stored['compress']['hyper_features']
+  with open(path, 'w') as f:
+    json.dump(stored, f)
+  workdir_lib.check_workdir(config, workdir)  # Resumes: no mismatch.
+  workdir_lib.check_workdir(config, workdir, workdir_lib.EVAL_FIXED_FIELDS)
+  loaded = workdir_lib.load_config(workdir)
+  params = {'w': np.ones(3, np.float32)}
+  assert aec.model_id(loaded, params) == aec.model_id(config, params)
+  config.compress.hyper_features = 16  # Not the factorized model's: same id.
+  assert aec.model_id(config, params) == aec.model_id(loaded, params)
+  config.compress.lmbda = 0.5
+  with pytest.raises(workdir_lib.WorkdirMismatch, match='config.compress'):
+    workdir_lib.check_workdir(config, workdir)

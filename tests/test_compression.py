@@ -11,12 +11,14 @@ from skimage.metrics import structural_similarity
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ae_research import compression, metrics, rd
+from ae_research import compression, entropy_models, metrics, rd
 
 
 def _init(model, shape=(1, 32, 48, 3)):
-  return model.init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
-                    jnp.zeros(shape), train=True)
+  # Jitted: one compilation, not one per operation.
+  init = jax.jit(model.init, static_argnames='train')
+  return init({'params': jax.random.key(0), 'noise': jax.random.key(1)},
+              jnp.zeros(shape), train=True)
 
 
 def test_gdn_matches_its_formula():
@@ -35,7 +37,7 @@ def test_gdn_matches_its_formula():
 
 def _trained_like_density(channels=4):
   """An entropy bottleneck with perturbed (not initial) parameters."""
-  eb = compression.EntropyBottleneck(channels)
+  eb = entropy_models.EntropyBottleneck(channels)
   v = eb.init(jax.random.key(0), jnp.zeros((1, 2, 2, channels)))
   keys = iter(jax.random.split(jax.random.key(3), 100))
   return eb, jax.tree.map(
@@ -46,24 +48,22 @@ def test_density_sums_to_one_over_the_integers():
   eb, v = _trained_like_density()
   y = jnp.arange(-200, 201, dtype=jnp.float32)
   grid = jnp.broadcast_to(y[:, None], (len(y), 4))[None, :, None, :]
-  p = eb.apply(v, grid)[0, :, 0, :]  # [values, channels]
+  p = eb.apply(v, grid, method='likelihood')[0, :, 0, :]  # [values, channels]
   np.testing.assert_allclose(np.sum(p, axis=0), 1.0, atol=1e-4)
 
 
-def test_coding_tables_match_the_density():
+@pytest.mark.parametrize('exact', [True, False])
+def test_coding_tables_match_the_density(exact):
   eb, v = _trained_like_density()
-
-  class Holder:
-    pass
-  offsets, pmfs = compression.coding_tables(Holder(), {'densities': v['params']})
+  offsets, pmfs = entropy_models.bottleneck_tables(v['params'], exact)
   for c in range(4):
     pmf = pmfs[c]
     assert abs(pmf.sum() - 1.0) < 1e-9
-    assert pmf[-1] <= 2 * compression.TAIL_MASS  # The escape's mass.
+    assert pmf[-1] <= 2 * entropy_models.TAIL_MASS  # The escape's mass.
     y = (offsets[c] + np.arange(len(pmf) - 1)).astype(np.float32)
     full = np.zeros((1, len(y), 1, 4), np.float32)
     full[0, :, 0, c] = y
-    p = np.asarray(eb.apply(v, jnp.asarray(full)))[0, :, 0, c]
+    p = np.asarray(eb.apply(v, jnp.asarray(full), method='likelihood'))[0, :, 0, c]
     np.testing.assert_allclose(pmf[:-1], p, atol=2e-6)
 
 
@@ -72,7 +72,7 @@ def test_coding_tables_match_the_density():
     compression.FactorizedPrior(features=(8, 8), latent_features=6,
                                 upsample='transpose'),
     compression.QuantizedAutoencoder(features=(8, 8), latent_features=6, bits=3),
-])
+], ids=['factorized', 'factorized_transpose', 'bottleneck'])
 def test_quantize_then_dequantize_is_inference(model):
   v = _init(model)
   x = jax.random.uniform(jax.random.key(5), (2, 32, 48, 3))
@@ -81,10 +81,11 @@ def test_quantize_then_dequantize_is_inference(model):
   out = model.apply(v, x)
   np.testing.assert_allclose(model.apply(v, symbols, method='dequantize'),
                              out['output'], atol=1e-6)
-  assert out['bits'].shape == (2,) and bool(jnp.all(out['bits'] > 0))
+  bits = entropy_models.bits(out['likelihoods'])
+  assert bits.shape == (2,) and bool(jnp.all(bits > 0))
   if isinstance(model, compression.QuantizedAutoencoder):
     assert int(symbols.min()) >= 0 and int(symbols.max()) <= 7
-    np.testing.assert_allclose(out['bits'], 8 * 12 * 6 * 3)
+    np.testing.assert_allclose(bits, 8 * 12 * 6 * 3, rtol=1e-6)
 
 
 def test_training_noise_differs_from_rounding():
@@ -93,7 +94,44 @@ def test_training_noise_differs_from_rounding():
   x = jax.random.uniform(jax.random.key(5), (1, 32, 32, 3))
   a = model.apply(v, x, train=True, rngs={'noise': jax.random.key(0)})
   b = model.apply(v, x, train=True, rngs={'noise': jax.random.key(1)})
-  assert not np.allclose(a['bits'], b['bits'])
+  assert not np.allclose(entropy_models.bits(a['likelihoods']),
+                         entropy_models.bits(b['likelihoods']))
+
+
+@pytest.mark.parametrize('mean_scale', [False, True])
+def test_hyperprior_likelihoods_and_rounding(mean_scale):
+  model = compression.ScaleHyperprior(features=(8, 8), latent_features=6,
+                                      hyper_features=5, mean_scale=mean_scale)
+  v = _init(model, (1, 32, 32, 3))
+  x = jax.random.uniform(jax.random.key(5), (2, 32, 48, 3))
+  out = model.apply(v, x)
+  assert set(out['likelihoods']) == {'y', 'z'}
+  assert out['likelihoods']['y'].shape == (2, 8, 12, 6)
+  assert out['likelihoods']['z'].shape == (2, 2, 3, 5)
+  # Computed apart: z rounded, its parameters, y rounded around the means.
+  y = model.apply(v, x, method='analysis')
+  z_hat = jnp.round(model.apply(v, y, method='hyper_latent'))
+  scales, means = model.apply(v, z_hat, method='entropy_parameters')
+  assert (means is not None) == mean_scale
+  y_hat = jnp.round(y - means) + means if mean_scale else jnp.round(y)
+  want = model.apply(v, y_hat, method='synthesis')
+  np.testing.assert_allclose(out['output'], jnp.clip(want, 0, 1), atol=1e-5)
+  p_y = entropy_models.GaussianConditional().apply({}, y_hat, scales, means,
+                                                   method='likelihood')
+  np.testing.assert_allclose(out['likelihoods']['y'], p_y, rtol=1e-5)
+  noisy = model.apply(v, x, train=True, rngs={'noise': jax.random.key(0)})
+  assert not np.allclose(noisy['likelihoods']['y'], out['likelihoods']['y'])
+
+
+def test_hyperprior_needs_sides_divisible_by_its_hyper_latent():
+  model = compression.ScaleHyperprior(features=(8, 8), latent_features=6,
+                                      hyper_features=5)
+  v = _init(model, (1, 16, 16, 3))
+  with pytest.raises(ValueError, match=re.escape(
+      'divisible by 16; got 24x32: pad to 32x32 (or crop to 16x32)')):
+    model.apply(v, jnp.zeros((1, 24, 32, 3)))
+  # The analysis alone (what the codec tiles) needs only y's factor.
+  assert model.apply(v, jnp.zeros((1, 24, 32, 3)), method='analysis').shape == (1, 6, 8, 6)
 
 
 
@@ -104,6 +142,11 @@ _MODELS = {
         features=(8, 8), latent_features=6, upsample='transpose'),
     'bottleneck': lambda: compression.QuantizedAutoencoder(
         features=(8, 8), latent_features=6, bits=3),
+}
+_ALL_MODELS = {
+    **_MODELS,
+    'mean_scale': lambda: compression.ScaleHyperprior(
+        features=(8,), latent_features=6, hyper_features=4, mean_scale=True),
 }
 
 
@@ -143,14 +186,14 @@ def test_factorized_prior_refuses_other_upsampling():
     _init(model, (1, 8, 8, 3))
 
 
-@pytest.mark.parametrize('name', sorted(_MODELS))
+@pytest.mark.parametrize('name', sorted(_ALL_MODELS))
 def test_training_over_a_mesh_equals_one_device(name):
   # jax.make_mesh's default axis types are Explicit: no reshape may merge the
   # batch-sharded axis into another without saying how it is sharded.
-  model = _MODELS[name]()
+  model = _ALL_MODELS[name]()
   n = jax.device_count()
   mesh = jax.make_mesh((n,), ('data',))
-  x = jax.random.uniform(jax.random.key(5), (n, 16, 12, 3))
+  x = jax.random.uniform(jax.random.key(5), (n, 16, 16, 3))
   v = _init(model, x.shape)
   x_sharded = jax.device_put(x, NamedSharding(mesh, P('data')))
   # Parameters live on the mesh too: only then can jax give their gradient,
@@ -162,13 +205,13 @@ def test_training_over_a_mesh_equals_one_device(name):
   def loss(v, x):
     out = train(v, x)
     pixels = x.shape[1] * x.shape[2]
-    return jnp.mean(out['bits']) / pixels + jnp.mean(
+    return jnp.mean(entropy_models.bits(out['likelihoods'])) / pixels + jnp.mean(
         (out['output'] - x) ** 2)
 
   got, want = jax.jit(train)(v_replicated, x_sharded), train(v, x)
   assert got['output'].sharding.spec[0] == 'data'
-  for k in ('output', 'bits'):
-    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               got, want)
   grads = jax.jit(jax.grad(loss))(v_replicated, x_sharded)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                        atol=1e-5),

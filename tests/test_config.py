@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (colorize, ['', 'smoke', 'photos', 'photos,smoke']),
     (denoise, ['', 'smoke', 'blind', 'salt_and_pepper', 'mask', 'crosshair,smoke']),
     (super_resolution, ['', 'smoke', 'x2', 'x4,smoke']),
-    (compress, ['', 'smoke', 'bottleneck', 'bottleneck,smoke']),
+    (compress, ['', 'smoke', 'bottleneck', 'bottleneck,smoke', 'hyperprior',
+                'mean_scale,smoke', 'mean_scale,n128', 'hyperprior,n192']),
 ])
 def test_every_config_and_variant_is_valid(module, variants):
   for variant in variants:
@@ -48,7 +49,8 @@ def test_locked_config_refuses_unknown_fields_and_wrong_types():
     ('optimizer.warmup_steps', 5000, 'warmup_steps=5000 must be smaller than config.num_train_steps'),
     ('shapes.image_size', 34, 'image_size=34 must be divisible by 4'),
     ('shapes.max_radius', 20, 'max_radius=20 does not fit'),
-    ('compress.model', 'hyperprior', "config.compress.model='hyperprior' is not allowed: use one of \\['bottleneck', 'factorized'\\]"),
+    ('compress.model', 'context', "config.compress.model='context' is not allowed: use one of \\['bottleneck', 'factorized', 'hyperprior', 'mean_scale'\\]"),
+    ('compress.hyper_features', 0, 'config.compress.hyper_features=0 is not allowed: use a positive integer'),
     ('compress.lmbda', 0.0, 'config.compress.lmbda=0.0 is not allowed: use a number > 0'),
     ('compress.bits', 0, 'config.compress.bits=0 is not allowed'),
     ('eval_whole_images', False, 'compression is scored on the real files'),
@@ -74,6 +76,15 @@ def test_impossible_values_are_named(field, value, message):
   with node.ignore_type():
     node[leaf] = value
   with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config, num_devices=8)
+
+
+def test_hyperprior_patches_must_be_multiples_of_its_hyper_latent():
+  config = compress.get_config('mean_scale')  # 3 levels: z is 32x smaller.
+  config.patch_size = 48
+  with pytest.raises(config_lib.ConfigError, match=re.escape(
+      'config.patch_size=48: the mean_scale model with 3 levels needs patches '
+      'whose side is a multiple of 32')):
     config_lib.validate(config, num_devices=8)
 
 

@@ -19,7 +19,8 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 LAYERS = [
     ('library', {
         'errors', 'defaults', 'color', 'checks', 'image_io', 'metrics',
-        'corruptions', 'models', 'zoo', 'compression', 'steps', 'parallel',
+        'corruptions', 'models', 'zoo', 'entropy_models', 'compression', 'steps',
+        'parallel',
         'checkpointing', 'preemption', 'summaries', 'tiling', 'datasets',
         'datasets.folder', 'datasets.photos', 'datasets.shapes',
         'datasets.prepare', 'input_pipeline', 'device_data', 'evaluate', 'rd', 'aec', 'sweep'}),
@@ -32,7 +33,8 @@ LAYERS = [
 LAYER = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 # What a researcher imports to use the models and steps alone, and the
 # third-party packages that needs (the README's light install names them).
-CORE = ('models', 'zoo', 'compression', 'metrics', 'corruptions', 'steps', 'color')
+CORE = ('models', 'zoo', 'entropy_models', 'compression', 'metrics', 'corruptions',
+        'steps', 'color')
 CORE_PACKAGES = {'jax', 'flax', 'optax', 'numpy', 'dm_pix', 'PIL'}
 
 

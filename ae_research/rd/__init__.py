@@ -6,16 +6,26 @@ Distortion is RGB PSNR and MS-SSIM of the decoded 8-bit image. Curves are
 averaged over images at each quality, as the Kodak results in papers are.
 Here: the points, the classical curves, interpolation, BD-rate, tables and
 plots. The report command is `python -m ae_research.rd` (`rd/__main__.py`).
+
+The classical curves do not depend on the learned model, so each image's
+curve is computed once and kept in a cache folder (`cache_dir()`: the
+environment variable AE_RESEARCH_CACHE, else ~/.cache/ae_research), keyed by
+the image's pixels, the codec, its qualities and settings and Pillow's
+version: a lambda sweep pays for them once.
 """
 
+import hashlib
 import io
+import json
 import os
-from typing import Iterable, Sequence
+import tempfile
+from typing import Iterable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
+import PIL
 from PIL import Image
 from scipy.interpolate import PchipInterpolator
 
@@ -92,17 +102,68 @@ def closest_classical(image: np.ndarray, codec_name: str, bpp: float):
   return tried[best]
 
 
+# What the classical codecs' files depend on besides the image and quality.
+_SETTINGS = {'jpeg': 'optimize=True, 4:2:0', 'webp': 'method=6'}
+_CACHE_FORMAT = 1
+
+
+def cache_dir() -> str:
+  """Where classical curves are cached: $AE_RESEARCH_CACHE, else
+  ~/.cache/ae_research."""
+  return os.environ.get('AE_RESEARCH_CACHE') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'ae_research')
+
+
+def _cache_key(image: np.ndarray, codec: str, qualities: Sequence[int]) -> str:
+  h = hashlib.sha256()
+  h.update(json.dumps([_CACHE_FORMAT, codec, list(qualities), _SETTINGS[codec],
+                       PIL.__version__, list(image.shape), str(image.dtype)]).encode())
+  h.update(np.ascontiguousarray(image).tobytes())
+  return h.hexdigest()
+
+
+def image_curve(image: np.ndarray, codec: str, qualities: Sequence[int],
+                cache: Optional[str] = None) -> list[dict]:
+  """[point per quality] of one image through JPEG or WebP, from the cache
+  folder `cache` when it was computed before (None: no cache)."""
+  path = None
+  if cache:
+    path = os.path.join(cache, 'classical', codec,
+                        _cache_key(image, codec, qualities) + '.json')
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      pass  # Not cached yet (or unreadable): computed again.
+  curve = []
+  for q in qualities:
+    data, decoded = classical_roundtrip(image, codec, q)
+    curve.append({'quality': q, **point(len(data), decoded, image)})
+  if path:
+    try:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+      with os.fdopen(fd, 'w') as f:
+        json.dump(curve, f)
+      os.replace(tmp, path)
+    except OSError:
+      pass  # A cache that cannot be written only costs time.
+  return curve
+
+
 def classical_curves(images: Sequence[tuple[str, np.ndarray]],
-                     qualities: dict[str, Iterable[int]] = QUALITIES):
-  """{codec: {'mean': [point per quality], 'images': {name: [point...]}}}."""
+                     qualities: dict[str, Iterable[int]] = QUALITIES,
+                     cache: Optional[str] = '') -> dict:
+  """{codec: {'mean': [point per quality], 'images': {name: [point...]}}}.
+  `cache`: the folder of cached curves ('' for `cache_dir()`, None for no
+  cache)."""
+  cache = cache_dir() if cache == '' else cache
   curves = {}
   for codec, qs in qualities.items():
+    qs = tuple(qs)
     per_image = {}
     for name, image in images:
-      per_image[name] = []
-      for q in qs:
-        data, decoded = classical_roundtrip(image, codec, q)
-        per_image[name].append({'quality': q, **point(len(data), decoded, image)})
+      per_image[name] = image_curve(image, codec, qs, cache)
     mean = [{'quality': q, **{k: float(np.mean([per_image[n][i][k] for n in per_image]))
                                for k in ('bpp',) + METRICS}}
             for i, q in enumerate(qs)]

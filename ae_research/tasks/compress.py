@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import aec, checks, compression, datasets, image_io, rd, summaries
+from ae_research import (aec, checks, compression, datasets, entropy_models,
+                         image_io, rd, summaries)
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -29,17 +30,26 @@ def check_config(config: Any) -> list[str]:
       'compress.model': checks.one_of(compression.MODELS),
       'compress.lmbda': checks.positive_float,
       'compress.bits': checks.one_of(tuple(range(1, 17))),
+      'compress.hyper_features': checks.positive,
   })
   if config.model.arch != 'autoencoder':
     found.append(f'config.model.arch={config.model.arch!r}: the compression '
                  "models are built from the autoencoder's fields; use "
                  "'autoencoder'")
     return found
-  if (config.compress.model == 'factorized' and
+  if (config.compress.model != 'bottleneck' and
       config.model.upsample not in compression.FACTORIZED_UPSAMPLE_KINDS):
     found.append(f'config.model.upsample={config.model.upsample!r}: the '
-                 'factorized model upsamples with one of '
+                 f'{config.compress.model} model upsamples with one of '
                  f'{list(compression.FACTORIZED_UPSAMPLE_KINDS)}')
+  if config.compress.model in ('hyperprior', 'mean_scale'):
+    multiple = 4 * 2 ** len(config.model.features)
+    if config.patch_size % multiple:
+      found.append(f'config.patch_size={config.patch_size}: the '
+                   f'{config.compress.model} model with '
+                   f'{len(config.model.features)} levels needs patches whose '
+                   f'side is a multiple of {multiple} (its hyper latent is '
+                   f'{multiple}x smaller than the image)')
   if not config.eval_classical:
     found.append('config.eval_classical=False: compression is scored beside '
                  'JPEG and WebP at the same rate; set it to True')
@@ -81,7 +91,7 @@ def loss(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
   """Per example: lambda * 255^2 * MSE + bpp, with both terms reported."""
   mse = metrics_lib.mse(pred['output'], batch['target'])
   num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
-  bpp = pred['bits'] / num_pixels
+  bpp = entropy_models.bits(pred['likelihoods']) / num_pixels
   return {'loss': config.compress.lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
           'psnr': -10.0 * jnp.log10(mse)}
 
@@ -94,7 +104,8 @@ def metrics(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
   mask_B = batch['mask']
   num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
   out = metrics_lib.rgb_psnr_ssim(pred['output'], batch)
-  out['bpp_estimated'] = metrics_lib.mean_over_batch(pred['bits'] / num_pixels, mask_B)
+  bits = entropy_models.bits(pred['likelihoods'])
+  out['bpp_estimated'] = metrics_lib.mean_over_batch(bits / num_pixels, mask_B)
   return out
 
 
@@ -121,7 +132,7 @@ def make_applier(task: Any, config: Any, state: Any, plan: Any) -> base.Applier:
   stored losslessly beside the coded color) and decoded from it; the
   comparison shows JPEG and WebP at about the same rate."""
   del task
-  codec = aec.Codec(config, state.params, state.model_state, plan)
+  codec = aec.Codec.from_config(config, state.params, state.model_state, plan)
 
   def apply(image, compare: bool = False, on_tile=None):
     codec.on_tile = on_tile
@@ -162,7 +173,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
   Returns {'mean': {'model', 'jpeg', 'webp'}, 'images', 'curves', 'sample'}.
   """
   del predict, task
-  codec = aec.Codec(config, state.params, state.model_state)
+  codec = aec.Codec.from_config(config, state.params, state.model_state)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, images, decoded_images = [], [], []
   for i in range(n):
