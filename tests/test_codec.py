@@ -72,7 +72,7 @@ def _any_codec(name, codec, hyper_codec):
   return _codec(model=name)  # Its parameters are made once.
 
 
-@pytest.fixture(params=['factorized', 'hyperprior', 'mean_scale'])
+@pytest.fixture(params=['factorized', 'mean_scale'])
 def any_codec(request, codec, hyper_codec):
   return _any_codec(request.param, codec, hyper_codec)
 
@@ -98,7 +98,7 @@ def _image(h, w, c=3, seed=0):
 
 @pytest.mark.parametrize('name, shape', [
     ('factorized', (40, 56, 3)), ('factorized', (37, 53, 3)), ('factorized', (5, 3, 3)),
-    ('factorized', (30, 20, 1)), ('hyperprior', (37, 53, 3)), ('mean_scale', (37, 53, 3)),
+    ('factorized', (30, 20, 1)), ('mean_scale', (37, 53, 3)),
     ('mean_scale', (5, 3, 3)), ('mean_scale', (30, 20, 1))])
 def test_decode_is_the_models_reconstruction(name, shape, codec, hyper_codec):
   codec = _any_codec(name, codec, hyper_codec)
@@ -243,7 +243,7 @@ def test_every_truncation_is_an_error(codec, valid):
       codec.decode(valid[:n])
 
 
-_FUZZ = hypothesis.settings(max_examples=300, deadline=None, derandomize=True,
+_FUZZ = hypothesis.settings(max_examples=200, deadline=None, derandomize=True,
                             suppress_health_check=list(hypothesis.HealthCheck))
 
 

@@ -24,6 +24,7 @@ def workdir(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp('compress'))
   config = compress_config.get_config('smoke')
   config.data_dir = data_dir
+  config.num_eval_examples = 1  # JPEG's and WebP's curves cost the most.
   from ae_research import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(config, workdir)
   return workdir

@@ -1,11 +1,6 @@
 """Entropy models: the layers' likelihoods, the coding tables, the exact
 arithmetic they are computed with, and the integer hyper synthesis."""
 
-import json
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +9,6 @@ from scipy import special
 
 from ae_research import compression, entropy_models
 from ae_research.entropy_models import Exact
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('name, reference, x', [
@@ -162,34 +155,6 @@ def test_integer_hyper_synthesis_does_not_depend_on_the_blocking():
   small.CHUNK = 1  # One row of im2col at a time.
   for a, b in zip(small(z), want):
     np.testing.assert_array_equal(a, b)
-
-
-_CHILD = '''
-import json, sys
-import jax, jax.numpy as jnp, numpy as np
-from ae_research import compression
-model = compression.ScaleHyperprior(features=(8,), latent_features=16,
-                                    hyper_features=48, mean_scale=True)
-params = model.init({'params': jax.random.key(3), 'noise': jax.random.key(1)},
-                    jnp.zeros((1, 8, 8, 3)))['params']
-z = np.random.default_rng(4).integers(-9, 10, (24, 24, 48))
-scales, means = compression.IntegerHyperSynthesis(model, params)(z)
-print(json.dumps([int(np.sum(scales * np.arange(scales.size).reshape(scales.shape))),
-                  int(np.sum(means * np.arange(means.size).reshape(means.shape)))]))
-'''
-
-
-def test_integer_hyper_synthesis_is_the_same_under_other_thread_counts():
-  """BLAS with 1 and 2 threads, XLA with and without its thread pool."""
-  outputs = []
-  for threads, xla in (('1', '--xla_cpu_multi_thread_eigen=false '
-                              'intra_op_parallelism_threads=1'), ('2', '')):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads,
-               MKL_NUM_THREADS=threads, XLA_FLAGS=xla, JAX_PLATFORMS='cpu')
-    out = subprocess.run([sys.executable, '-c', _CHILD], env=env, cwd=_ROOT,
-                         capture_output=True, text=True, check=True)
-    outputs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-  assert outputs[0] == outputs[1]
 
 
 def test_integer_hyper_synthesis_refuses_kernels_too_wide_to_be_exact():
