@@ -14,7 +14,9 @@ checkpoints; `_final_report` scores the model beside its baseline and writes
 sample grids to `workdir/samples`, and every evaluation's metrics, with the
 minutes of training it took to get there, to `workdir/eval_history.jsonl`. On SIGTERM (a scheduler's notice) every
 process saves a checkpoint of the same step and the run stops
-(`preemption.Preempted`); run again, it resumes.
+(`preemption.Preempted`); run again, it resumes. A training run holds its
+workdir (`claim`) from before it opens its checkpoints until the last write:
+a second launch on the same workdir stops with a message naming the holder.
 """
 
 import dataclasses
@@ -33,7 +35,10 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from ae_research import checkpointing, config_lib, datasets, device_data, errors
+from jax.experimental import multihost_utils
+
+from ae_research import checkpointing, claim as claim_lib, config_lib, datasets
+from ae_research import device_data, errors
 from ae_research import evaluate, input_pipeline
 from ae_research import models, parallel, preemption, steps, summaries
 from ae_research import workdir as workdir_lib
@@ -62,6 +67,7 @@ class Run:
   is_chief: bool  # Process 0: the one that writes files.
   # Seconds spent training (compiling included, evaluation excluded).
   train_seconds: float = 0.0
+  claim: Optional[claim_lib.Claim] = None  # Held by process 0.
 
   @property
   def ckpt_dir(self) -> str:
@@ -72,19 +78,57 @@ class Run:
     return os.path.join(self.workdir, 'eval_history.jsonl')
 
   def close(self) -> None:
-    self.ckpt.close()
-    self.writer.close()
+    try:
+      self.ckpt.close()  # Waits for an asynchronous save to finish.
+      self.writer.close()
+    finally:
+      if self.claim is not None:
+        self.claim.release()
+
+
+def _claim(workdir: str) -> Optional[claim_lib.Claim]:
+  """Process 0 claims `workdir`; if another run holds it, every process of
+  this run stops (claim.WorkdirHeld) before any work."""
+  held, claim = None, None
+  if jax.process_index() == 0:
+    try:
+      claim = claim_lib.hold(workdir)
+    except claim_lib.WorkdirHeld as e:
+      held = e
+  if jax.process_count() > 1:
+    stop = int(multihost_utils.broadcast_one_to_all(np.int32(held is not None)))
+    if stop and held is None:
+      raise claim_lib.WorkdirHeld(
+          f'{workdir} is being written by another run: process 0 of this run '
+          'found it held and names the holder.')
+  if held is not None:
+    raise held
+  return claim
 
 
 def _start(config: ml_collections.ConfigDict, workdir: str,
            mesh: jax.sharding.Mesh) -> Run:
   """Builds the task, model, data sources and jitted steps, then (the data
   opened: nothing is written for a run that cannot start) stores or checks
-  the config in `workdir` and opens its checkpoints and summaries."""
+  the config in `workdir`, claims it (one writer per workdir), and opens its
+  checkpoints and summaries."""
   task, model, tx = workdir_lib.build(config)
   train_source = datasets.get_source(config, 'train')
   test_source = datasets.get_source(config, 'test', config.eval_dataset or None)
   workdir_lib.check_workdir(config, workdir)
+  claim = _claim(workdir)
+  try:
+    return _open_run(config, workdir, mesh, task, model, tx, train_source,
+                     test_source, claim)
+  except BaseException:
+    if claim is not None:
+      claim.release()
+    raise
+
+
+def _open_run(config, workdir, mesh, task, model, tx, train_source,
+              test_source, claim) -> Run:
+  """The Run's jitted steps, summary writer and checkpointer."""
   loss = functools.partial(task.loss, config=config)
   metrics = functools.partial(task.metrics, config=config)
   is_chief = jax.process_index() == 0
@@ -100,7 +144,7 @@ def _start(config: ml_collections.ConfigDict, workdir: str,
       ckpt=checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                       config.keep_checkpoints,
                                       config.async_checkpoints),
-      is_chief=is_chief)
+      is_chief=is_chief, claim=claim)
 
 
 def _restore_or_init(run: Run) -> tuple[steps.TrainState, jax.Array,

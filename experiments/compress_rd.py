@@ -47,6 +47,19 @@ def run_dir(workdir: str, lmbda: float) -> str:
   return os.path.join(workdir, f'lambda_{lmbda:g}')
 
 
+def run_command(config: str, workdir: str, lmbda: float, start: float | None,
+                finetune_steps: int, extra: list[str]) -> list[str]:
+  """The command that trains the run of `lmbda`: `extra` (the flags for every
+  run) first, then a fine-tuned run's own init_from and steps, which win."""
+  cmd = [sys.executable, '-m', 'ae_research.main', f'--config={config}',
+         f'--workdir={run_dir(workdir, lmbda)}', f'--config.compress.lmbda={lmbda}',
+         *extra]
+  if start is not None:
+    cmd += [f'--config.init_from={run_dir(workdir, start)}',
+            f'--config.num_train_steps={finetune_steps}']
+  return cmd
+
+
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True)
@@ -58,6 +71,8 @@ def main() -> int:
   parser.add_argument('--config', default='configs/compress.py')
   parser.add_argument('--dataset', default='',
                       help="what the report scores (default: the runs' test split)")
+  parser.add_argument('--no_report', action='store_true',
+                      help='train the runs only (for a report over several sweeps)')
   parser.add_argument('extra', nargs='*', help='flags passed to every run')
   args = parser.parse_args()
   try:
@@ -71,18 +86,18 @@ def main() -> int:
     if os.path.exists(os.path.join(run, 'metrics.json')):
       print(f'[{i + 1}/{len(lambdas)}] {run}: finished, skipped', flush=True)
       continue
-    cmd = [sys.executable, '-m', 'ae_research.main', f'--config={args.config}',
-           f'--workdir={run}', f'--config.compress.lmbda={lmbda}']
+    cmd = run_command(args.config, args.workdir, lmbda, start,
+                      args.finetune_steps, args.extra)
     how = 'from scratch'
     if start is not None:
-      cmd += [f'--config.init_from={run_dir(args.workdir, start)}',
-              f'--config.num_train_steps={args.finetune_steps}']
       how = f'from lambda {start:g}, {args.finetune_steps} steps'
     print(f'[{i + 1}/{len(lambdas)}] {run}: lambda {lmbda:g}, {how}', flush=True)
-    if subprocess.call(cmd + args.extra) != 0:
+    if subprocess.call(cmd) != 0:
       print(f'error: the run in {run} failed; fix it and rerun this command '
             '(finished runs are kept)', file=sys.stderr)
       return 1
+  if args.no_report:
+    return 0
   cmd = [sys.executable, '-m', 'ae_research.rd', f'--workdirs={",".join(runs)}',
          f'--output={os.path.join(args.workdir, "report")}', '--overwrite']
   if args.dataset:

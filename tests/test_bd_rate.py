@@ -142,3 +142,19 @@ def test_classical_curves_are_computed_once_and_keyed_by_the_image(tmp_path, mon
   calls.clear()
   rd.classical_curves(images, {'jpeg': (10, 60)}, cache=cache)
   assert calls == [('jpeg', 10), ('jpeg', 60)] * 2
+
+
+def test_bd_table_compares_every_curve_with_the_others_and_not_itself():
+  a = [{'bpp': b, 'psnr': 30 + 10 * math.log10(b), 'ms_ssim': 0.9 + b / 10}
+       for b in (0.1, 0.2, 0.4)]
+  half = [dict(p, bpp=p['bpp'] / 2) for p in a]
+  psnr_only = [{'bpp': p['bpp'], 'psnr': p['psnr']} for p in a]
+  table, md = rd.bd_table({'a': a, 'half': half},
+                          {'a': a, 'half': half, 'published': psnr_only})
+  assert set(table) == {'a_vs_half', 'a_vs_published', 'half_vs_a',
+                        'half_vs_published'}
+  assert table['half_vs_a']['psnr'] == pytest.approx(-50, abs=0.1)
+  assert table['a_vs_half']['psnr'] == pytest.approx(100, abs=0.2)
+  assert table['a_vs_published']['psnr'] == pytest.approx(0, abs=1e-6)
+  assert table['a_vs_published']['ms_ssim'] is None
+  assert '| a | published | +0.0% | n/a |' in md

@@ -89,12 +89,16 @@ def test_command_line_codec_reproduces_the_evaluation(workdir, data_dir, tmp_pat
 def test_rd_report(workdir, tmp_path):
   out = str(tmp_path / 'report')
   r = _run('ae_research.rd', f'--workdirs={workdir}', f'--output={out}',
-           '--max_images=1')
+           '--max_images=1', '--published=kodak')
   assert r.returncode == 0, r.stderr
   with open(os.path.join(out, 'results.json')) as f:
     report = json.load(f)
   assert 'learned factorized' in report['curves']
   assert 'learned factorized_vs_jpeg' in report['bd_rate']
+  for name in rd.PUBLISHED['kodak']:  # Drawn, and compared on PSNR only.
+    assert report['curves'][name] == rd.PUBLISHED['kodak'][name]
+    assert report['bd_rate'][f'learned factorized_vs_{name}']['ms_ssim'] is None
+  assert 'learned factorized_vs_learned factorized' not in report['bd_rate']
   assert os.path.getsize(os.path.join(out, 'rd_psnr.png')) > 0
   r = _run('ae_research.rd', f'--workdirs={workdir}', f'--output={out}')
   assert r.returncode == 1 and 'exists' in r.stderr

@@ -31,6 +31,17 @@ def test_bad_lambdas_are_named(text, message):
     compress_rd.parse_lambdas(text)
 
 
+def test_a_fine_tuned_run_keeps_its_own_steps_after_the_flags_for_every_run():
+  extra = ['--config.num_train_steps=1100', '--config.patch_size=256']
+  scratch = compress_rd.run_command('c.py', 'w', 0.003, None, 350, extra)
+  tuned = compress_rd.run_command('c.py', 'w', 0.008, 0.003, 350, extra)
+  steps = lambda cmd: [a for a in cmd if a.startswith('--config.num_train_steps=')][-1]
+  assert steps(scratch) == '--config.num_train_steps=1100'
+  assert steps(tuned) == '--config.num_train_steps=350'  # absl: the last wins.
+  assert f'--config.init_from={compress_rd.run_dir("w", 0.003)}' in tuned
+  assert '--config.patch_size=256' in tuned and '--config.compress.lmbda=0.008' in tuned
+
+
 _CURVES = os.path.join(os.path.dirname(_PATH), 'training_curves.py')
 
 

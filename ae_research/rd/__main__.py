@@ -1,11 +1,13 @@
 """The RD report: trained compression runs beside JPEG and WebP.
 
   python -m ae_research.rd --workdirs=runs/rd/lambda_0.003,runs/rd/lambda_0.01 \
-      --output=runs/rd/report [--dataset=folder:PATH]
+      --output=runs/rd/report [--dataset=folder:PATH] [--published=kodak]
 
 codes every image of the data set with each run's codec (one point per run)
 and writes results.json, results.md (every point and the BD-rates) and
-rd_psnr.png, rd_ms_ssim.png with every curve.
+rd_psnr.png, rd_ms_ssim.png with every curve. Every learned curve gets its
+BD-rates against JPEG, WebP, the other learned curves and, with --published,
+the published curves of that test set (drawn dashed).
 """
 
 import argparse
@@ -41,6 +43,9 @@ def main(argv=None) -> int:
   parser.add_argument('--dataset', default='',
                       help="'' (the runs' test split), or folder:PATH, tfds:NAME")
   parser.add_argument('--max_images', type=int, default=0)
+  parser.add_argument('--published', default='', choices=['', *rd.PUBLISHED],
+                      help='also draw (dashed) and compare with the published '
+                           'curves of this test set (rd.PUBLISHED)')
   parser.add_argument('--overwrite', action='store_true')
   args = parser.parse_args(argv)
   workdirs = [w for w in args.workdirs.split(',') if w]
@@ -70,17 +75,23 @@ def main(argv=None) -> int:
     print(f'{w}: bpp {mean["bpp"]:.4f} (estimated {mean["bpp_estimated"]:.4f}), '
           f'PSNR {mean["psnr"]:.2f}, MS-SSIM {mean["ms_ssim"]:.4f}', flush=True)
   classical = rd.classical_curves(images)
+  published = rd.PUBLISHED.get(args.published, {})
   anchors = {k: v['mean'] for k, v in classical.items()}
-  bd, bd_md = rd.bd_table(learned, anchors)
-  curves = {**learned, **anchors}
+  # Every learned curve against JPEG, WebP, the other learned curves and
+  # the published ones.
+  bd, bd_md = rd.bd_table(learned, {**anchors, **learned, **published})
+  curves = {**learned, **anchors, **published}
   os.makedirs(args.output, exist_ok=True)
   for m in rd.METRICS:
     rd.plot(curves, os.path.join(args.output, f'rd_{m}.png'), m,
-           title=f'{name}: {len(images)} images')
+           title=f'{name}: {len(images)} images', dashed=list(published))
   summaries.write_json(report, {'dataset': name, 'images': [n for n, _ in images],
                                 'runs': per_run, 'curves': curves, 'bd_rate': bd})
-  md = (f'# Rate-distortion on {name} ({len(images)} images)\n\n'
-        f'{bd_md}\n{rd.curve_table(curves)}')
+  md = f'# Rate-distortion on {name} ({len(images)} images)\n\n'
+  if published:
+    md += (f'Published curves (dashed on the plots): '
+           f'{rd.PUBLISHED_SOURCE[args.published]}.\n\n')
+  md += f'{bd_md}\n{rd.curve_table(curves)}'
   with open(os.path.join(args.output, 'results.md'), 'w') as f:
     f.write(md)
   print(md)
