@@ -131,7 +131,8 @@ def hold(workdir: str) -> Claim:
   previous = _read(fd)
   if previous is not None:
     logging.warning('%s: took over the claim of a run that ended without '
-                    'releasing it (%s); training goes on from its last checkpoint, if it saved one.',
+                    'releasing it (%s); training goes on from its last '
+                    'checkpoint, if it saved one.',
                     workdir, describe(previous))
   data = json.dumps(_holder()).encode()
   os.ftruncate(fd, 0)
