@@ -49,6 +49,17 @@ foreign file raises `CodecError` with what is wrong, before the model runs.
 Images too large for memory run through the networks in tiles
 (`ae_research.tiling`), which give the whole image's latent and
 reconstruction.
+
+Decompression bombs: a file of a few dozen bytes can state an image of up
+to MAX_SIDE x MAX_SIDE pixels behind a valid checksum, and decoding it would
+allocate gigabytes and run for minutes. The decoder refuses, with a
+CodecError that names the stated size and the limit, any file that states
+more than `max_pixels` pixels (height x width), before it allocates or
+entropy-decodes anything: `MAX_PIXELS` (2**28, 16384 x 16384) unless
+`Codec.decode(data, max_pixels=...)` (or `decode_latent`, `parse`, or
+`python -m ae_research.codec decompress --max_pixels=N`) says otherwise.
+The alpha plane is inflated no further than the stated size. What a file
+under the limit costs to decode is bounded by its stated size.
 """
 
 import functools
@@ -69,6 +80,8 @@ MAGIC = b'AEC'
 VERSION = 3
 READS = (1, 2, 3)  # Versions this decoder reads.
 MAX_SIDE = 1 << 15
+# The largest image (height x width) the decoder accepts unless told more.
+MAX_PIXELS = 1 << 28
 MAX_ESCAPE = 1 << 20
 # config.compress fields that enter the model id only for the models that
 # use them (ids of the models from before them stay what they were).
@@ -368,8 +381,11 @@ class Codec:
 
   # -- decoding ------------------------------------------------------------
 
-  def parse(self, data: bytes) -> dict[str, Any]:
-    """Checks a file and reads its header; CodecError if anything is wrong."""
+  def parse(self, data: bytes, max_pixels: Optional[int] = None) -> dict[str, Any]:
+    """Checks a file and reads its header; CodecError if anything is wrong,
+    or if it states an image of more than `max_pixels` pixels (None:
+    MAX_PIXELS)."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     if not isinstance(data, (bytes, bytearray)):
       raise CodecError(f'expected the bytes of a file, got {type(data).__name__}')
     data = bytes(data)
@@ -400,6 +416,12 @@ class Codec:
       raise CodecError(f'malformed header: {h}x{w}x{channels} is not an image '
                        f'shape (sides 1 to {MAX_SIDE}, channels '
                        f'{", ".join(map(str, allowed))})')
+    if h * w > limit:
+      raise CodecError(
+          f'image too large: the file states {h}x{w} = {h * w:,} pixels, over the '
+          f'limit of {limit:,} pixels; if you trust the file, raise the limit '
+          '(max_pixels= of Codec.decode, or --max_pixels of python -m '
+          'ae_research.codec decompress)')
     expected = 2 if self.hyper else 1
     if version < 3 and self.hyper:
       raise CodecError(f'file format version {version} has no hyper latent; '
@@ -425,10 +447,16 @@ class Codec:
     alpha = None
     if channels in (2, 4):
       packed = r.take(r.varint('alpha length'), 'alpha plane')
-      try:
-        plane = zlib.decompress(packed)
+      inflate = zlib.decompressobj()
+      try:  # No further than one byte past the stated size: no zlib bomb.
+        plane = inflate.decompress(packed, h * w + 1)
       except zlib.error as e:
         raise CodecError(f'malformed alpha plane: {e}') from None
+      if len(plane) > h * w:
+        raise CodecError(f'malformed alpha plane: more than {h * w} bytes for '
+                         f'{h}x{w} pixels')
+      if not inflate.eof:
+        raise CodecError('malformed alpha plane: incomplete or truncated stream')
       if len(plane) != h * w:
         raise CodecError(f'malformed alpha plane: {len(plane)} bytes for '
                          f'{h}x{w} pixels')
@@ -442,10 +470,12 @@ class Codec:
     out['payload'], out['escapes'] = sections[-1]
     return out
 
-  def decode_latent(self, data: bytes) -> tuple[dict[str, Any], np.ndarray]:
+  def decode_latent(self, data: bytes, max_pixels: Optional[int] = None
+                    ) -> tuple[dict[str, Any], np.ndarray]:
     """(the parsed file, y_hat as float32 hxwxk): everything before the
-    synthesis network, the part that is the same on every machine."""
-    f = self.parse(data)
+    synthesis network, the part that is the same on every machine. A file
+    stating more than `max_pixels` pixels (None: MAX_PIXELS) is refused."""
+    f = self.parse(data, max_pixels)
     lh = -(-f['height'] // self.multiple) * (self.multiple // self.latent_multiple)
     lw = -(-f['width'] // self.multiple) * (self.multiple // self.latent_multiple)
     y_shape = (lh, lw, self.latent_features)
@@ -460,8 +490,12 @@ class Codec:
     q = self.tables_y.decode(*f['sections'][1], table)
     return f, (q.astype(np.float64) + means).astype(np.float32)
 
-  def decode(self, data: bytes) -> np.ndarray:
-    f, y_hat = self.decode_latent(data)
+  def decode(self, data: bytes, max_pixels: Optional[int] = None) -> np.ndarray:
+    """The image of a file: uint8 HxWxC, the size and channels its header
+    states. CodecError for a malformed file, or one stating more than
+    `max_pixels` pixels (None: MAX_PIXELS), refused before anything is
+    allocated."""
+    f, y_hat = self.decode_latent(data, max_pixels)
     h, w = f['height'], f['width']
     x = self.reconstruct(y_hat)
     image = image_io.to_uint8(x[:h, :w])
@@ -478,6 +512,8 @@ def compress(model: Any, variables: Any, image: np.ndarray) -> bytes:
   return Codec(model, variables).encode(image)
 
 
-def decompress(model: Any, variables: Any, data: bytes) -> np.ndarray:
-  """The image of a file `compress` wrote with the same model and variables."""
-  return Codec(model, variables).decode(data)
+def decompress(model: Any, variables: Any, data: bytes,
+               max_pixels: Optional[int] = None) -> np.ndarray:
+  """The image of a file `compress` wrote with the same model and variables
+  (refused if it states more than `max_pixels` pixels; None: MAX_PIXELS)."""
+  return Codec(model, variables).decode(data, max_pixels)

@@ -106,7 +106,8 @@ def outputs(out_dir: str, name: str, suffixes: tuple[str, ...],
 
 
 def _write(path: str, write: Callable[[str], None]) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with errors.writing(path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   summaries.write_through_temp(path, write)
 
 
@@ -118,17 +119,27 @@ def _write_bytes(data: bytes) -> Callable[[str], None]:
 
 
 def save(result: Result, paths: dict[str, str]) -> None:
-  """Writes a result to the paths `outputs` gave."""
+  """Writes a result to the paths `outputs` gave: all of them or, when one
+  fails (errors.StorageError: a full disk, a read-only folder), none of the
+  new ones (a file that was there stays as it was), so a rerun does the
+  image again."""
   image = result.image
-  for key, path in paths.items():
-    if key == '.png':
-      _write(path, lambda p: image_io.write_png(p, image.pixels, image.alpha,
-                                                image.bit_depth))
-    elif key == 'compare':
-      grid = summaries.labelled_row(result.compare)
-      _write(path, lambda p: summaries.save_png(p, grid))
-    else:
-      _write(path, _write_bytes(result.files[key]))
+  new = [p for p in paths.values() if not os.path.exists(p)]
+  try:
+    for key, path in paths.items():
+      if key == '.png':
+        _write(path, lambda p: image_io.write_png(p, image.pixels, image.alpha,
+                                                  image.bit_depth))
+      elif key == 'compare':
+        grid = summaries.labelled_row(result.compare)
+        _write(path, lambda p: summaries.save_png(p, grid))
+      else:
+        _write(path, _write_bytes(result.files[key]))
+  except BaseException:
+    for path in new:
+      if os.path.exists(path):
+        os.remove(path)
+    raise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -254,7 +265,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         failed.append(path)
         progress.next_file(name, 0.0)
         continue
-      save(result, paths)
+      try:
+        save(result, paths)
+      except errors.StorageError as e:
+        progress.write(f'error: {e}. The {written} image(s) written before it '
+                       'are complete; free space and run the same command '
+                       'again: it skips them and does the rest.')
+        return 1
       written += 1
       h, w = image.pixels.shape[:2]
       d = result.decision

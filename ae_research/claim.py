@@ -135,7 +135,12 @@ def hold(workdir: str) -> Claim:
                     'checkpoint, if it saved one.',
                     workdir, describe(previous))
   data = json.dumps(_holder()).encode()
-  os.ftruncate(fd, 0)
-  os.pwrite(fd, data, 0)
-  os.fsync(fd)
+  try:
+    with errors.writing(path, 'Nothing else was written'):
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, data, 0)
+      os.fsync(fd)
+  except errors.StorageError:
+    os.close(fd)
+    raise
   return Claim(path, fd)

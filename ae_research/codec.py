@@ -6,6 +6,9 @@ trained compression run.
 
 The file format and the codec are `ae_research.aec`. A file is never
 overwritten without --overwrite; every problem is one line and exit status 1.
+decompress refuses a file that states an image of more than --max_pixels
+pixels (height x width; default aec.MAX_PIXELS, 2**28) before decoding
+anything: a file of a few bytes can state a huge image.
 """
 
 import argparse
@@ -52,6 +55,10 @@ def main(argv=None) -> int:
                       help='the training run whose latest checkpoint codes')
   parser.add_argument('--overwrite', action='store_true',
                       help='replace an existing output file')
+  parser.add_argument('--max_pixels', type=int, default=aec.MAX_PIXELS,
+                      help='decompress: refuse files that state an image of more '
+                           'pixels than this (height x width; default '
+                           '%(default)s), before decoding anything')
   parser.add_argument('input')
   parser.add_argument('output')
   args = parser.parse_args(argv)
@@ -75,7 +82,7 @@ def main(argv=None) -> int:
       with open(args.input, 'rb') as f:
         data = f.read()
       codec = workdir_lib.load_codec(args.workdir)
-      image = codec.decode(data)
+      image = codec.decode(data, max_pixels=args.max_pixels)
       ext = os.path.splitext(args.output)[1].lower()
       if ext not in ('.png', '.bmp', '.tif', '.tiff', '.ppm', '.pgm'):
         raise CodecError(f'{args.output}: write the decoded image to a lossless '

@@ -100,8 +100,8 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)
     summaries.write_json(os.path.join(out_dir, 'results.json'), results)
-    with open(os.path.join(out_dir, 'results.md'), 'w') as f:
-      f.write(markdown_table(results))
+    summaries.write_text(os.path.join(out_dir, 'results.md'),
+                         markdown_table(results))
   results['sample'] = sample
   return results
 

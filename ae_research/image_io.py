@@ -4,17 +4,30 @@
   image.pixels      # float32 HxWxC in [0, 1]; C is 1 (gray) or 3 (RGB)
   image.alpha       # float32 HxWx1 in [0, 1], or None
   image.bit_depth   # 8, or 16 for 16-bit PNG and TIFF
+  image_io.header_size('photo.jpg')    # (width, height), nothing decoded
   image_io.write_png('out.png', pixels, alpha, bit_depth)
 
 Pillow reads every common format; 16-bit PNGs are read and written with
 pypng, since Pillow reduces 16-bit color PNGs to 8 bits. A file that is empty,
 truncated, corrupt or not an image raises `ImageError` saying which.
+
+Decompression bombs: a file whose header states more than `MAX_PIXELS` pixels
+(width x height; 1 << 28 = 268,435,456 by default, e.g. 16384 x 16384) is
+refused with `ImageError` from its header, before any pixel is allocated: a
+few kilobytes can state 60000 x 60000 pixels, 10 GB decoded. Raise the limit
+with the environment variable AE_RESEARCH_MAX_PIXELS (read on import), or by
+setting `image_io.MAX_PIXELS`. Since this module checks every size itself,
+importing it turns off Pillow's own check (`PIL.Image.MAX_IMAGE_PIXELS =
+None`), whose warning and error would otherwise pre-empt this one, or refuse
+sizes MAX_PIXELS allows.
 """
 
+import contextlib
 import dataclasses
 import os
+import traceback
 import zlib
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import png
@@ -25,6 +38,33 @@ from ae_research import errors
 
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _ORIENTATION = 0x0112  # The EXIF tag.
+_MAX_PIXELS_VARIABLE = 'AE_RESEARCH_MAX_PIXELS'
+
+
+def _max_pixels_from_environment() -> int:
+  value = os.environ.get(_MAX_PIXELS_VARIABLE, '').strip()
+  if not value:
+    return 1 << 28
+  try:
+    limit = int(value)
+  except ValueError:
+    limit = 0
+  if limit < 1:
+    raise ValueError(f'{_MAX_PIXELS_VARIABLE}={value!r}: expected a positive '
+                     'whole number of pixels, e.g. 1000000000')
+  return limit
+
+
+# The most pixels (width x height) an image may state; see the docstring.
+MAX_PIXELS = _max_pixels_from_environment()
+PILImage.MAX_IMAGE_PIXELS = None  # Checked here, against MAX_PIXELS.
+
+# What Pillow and pypng raise on malformed files. Besides the usual: TypeError
+# where Pillow uses a TIFF tag of the wrong type (e.g. strip offsets stated as
+# RATIONAL or FLOAT) as an integer.
+_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, zlib.error, png.Error,
+            TypeError)
+_UNEXPECTED = 'the decoder failed unexpectedly'
 
 
 class ImageError(errors.UserError, ValueError):
@@ -43,7 +83,8 @@ class Image:
 
   def rgb_uint8(self) -> np.ndarray:
     """HxWx3 uint8, gray expanded, alpha dropped."""
-    return to_uint8(np.repeat(self.pixels, 3, -1) if self.gray else self.pixels)
+    x = to_uint8(self.pixels)  # Before expanding gray: a quarter of the memory.
+    return np.repeat(x, 3, -1) if self.gray else x
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -61,7 +102,8 @@ def orient(x_HxWxC: np.ndarray, orientation: int) -> np.ndarray:
 
 def _split(array: np.ndarray, has_alpha: bool, scale: float,
            bit_depth: int) -> Image:
-  x = array.astype(np.float32) / scale
+  x = array.astype(np.float32)
+  x /= scale  # In place: one float copy of a possibly huge image, not two.
   if x.ndim == 2:
     x = x[..., None]
   if has_alpha:
@@ -69,8 +111,100 @@ def _split(array: np.ndarray, has_alpha: bool, scale: float,
   return Image(x, None, bit_depth)
 
 
+def _check_pixels(path: str, width: int, height: int) -> None:
+  """ImageError unless a width x height image is within MAX_PIXELS."""
+  if width * height > MAX_PIXELS:
+    raise ImageError(
+        f'{path}: the file states {width}x{height} = {width * height:,} pixels, '
+        f'more than the limit of {MAX_PIXELS:,} (image_io.MAX_PIXELS); refused '
+        f'before decoding, as a possible decompression bomb. To read it, raise '
+        f'the limit: {_MAX_PIXELS_VARIABLE}={width * height} in the '
+        f'environment, or image_io.MAX_PIXELS in Python')
+
+
+def _webp_size(head: bytes) -> Optional[tuple[int, int]]:
+  """The canvas size a WebP file's first chunk states, if it is one. Pillow
+  hands a WebP file to libwebp's decoder on `open`, which allocates the
+  canvas at once, so it is checked before."""
+  if len(head) < 30 or head[:4] != b'RIFF' or head[8:12] != b'WEBP':
+    return None
+  chunk = head[12:16]
+  if chunk == b'VP8X':  # Canvas width and height - 1, 24 bits each.
+    return (int.from_bytes(head[24:27], 'little') + 1,
+            int.from_bytes(head[27:30], 'little') + 1)
+  if chunk == b'VP8 ' and head[23:26] == b'\x9d\x01\x2a':  # 14 bits each.
+    return (int.from_bytes(head[26:28], 'little') & 0x3FFF,
+            int.from_bytes(head[28:30], 'little') & 0x3FFF)
+  if chunk == b'VP8L' and head[20] == 0x2F:  # Width and height - 1, 14 bits.
+    bits = int.from_bytes(head[21:25], 'little')
+    return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+  return None
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[PILImage.Image]:
+  """The file opened by Pillow (its header read, nothing decoded), its size
+  checked against MAX_PIXELS."""
+  with open(path, 'rb') as f:
+    head = f.read(30)
+  size = _webp_size(head)
+  if size is not None:
+    _check_pixels(path, *size)
+  with PILImage.open(path) as img:
+    _check_pixels(path, *img.size)
+    yield img
+
+
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+  """Turns whatever reading `path` raises into an ImageError saying why."""
+  try:
+    yield
+  except ImageError:
+    raise
+  except UnidentifiedImageError:
+    with open(path, 'rb') as f:
+      head = f.read(8)
+    raise ImageError(f'{path}: not an image (no image format starts with '
+                     f'{head!r}); expected one of {", ".join(EXTENSIONS)}') from None
+  except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
+    # Only when other code has set PIL.Image.MAX_IMAGE_PIXELS again.
+    raise ImageError(
+        f'{path}: refused by Pillow as a possible decompression bomb ({e}); '
+        f'PIL.Image.MAX_IMAGE_PIXELS={PILImage.MAX_IMAGE_PIXELS} was set after '
+        f'image_io turned it off; image_io checks MAX_PIXELS itself') from None
+  except MemoryError:
+    raise ImageError(f'{path}: not enough memory to decode the image') from None
+  except _CORRUPT as e:
+    raise ImageError(f'{path}: truncated or corrupt image data '
+                     f'({type(e).__name__}: {e})') from None
+  except Exception as e:  # Nothing else has been seen (fuzz_images.py counts
+    # any as a crash), but no malformed file may stop a run with a traceback.
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    raise ImageError(f'{path}: {_UNEXPECTED} ({type(e).__name__} at '
+                     f'{os.path.basename(frame.filename)}:{frame.lineno}: {e}); '
+                     'the file is probably malformed') from e
+
+
+def _check_file(path: str) -> None:
+  if not os.path.isfile(path):
+    raise ImageError(f'{path}: no such file')
+  if os.path.getsize(path) == 0:
+    raise ImageError(f'{path}: empty file (0 bytes)')
+
+
+def header_size(path: str) -> tuple[int, int]:
+  """(width, height) as the file's header states them, before any EXIF
+  rotation; nothing decoded. ImageError if it is not an image, or states
+  more than MAX_PIXELS pixels."""
+  _check_file(path)
+  with _reading(path), _open(path) as img:
+    return img.size
+
+
 def _read_png16(path: str) -> Image:
   width, height, rows, info = png.Reader(filename=path).asDirect()
+  _check_pixels(path, width, height)  # As Pillow's was; pypng reads the IHDR again.
   planes = info['planes']
   array = np.vstack([np.asarray(r, np.uint16) for r in rows])
   array = array.reshape(height, width, planes)
@@ -89,11 +223,13 @@ def _from_pillow(img: PILImage.Image) -> Image:
   if mode.startswith('I;16'):
     return _split(np.asarray(img), False, 65535.0, 16)
   if mode in ('I', 'F'):  # 32-bit integer or float: 8- or 16-bit ranges.
-    array = np.asarray(img, np.float64)
-    top = array.max() if array.size else 0
+    array = np.array(img, np.float64)
+    # NaN and infinities (float TIFFs) do not set the range; NaN is black.
+    top = array.max(where=np.isfinite(array), initial=0.0)
     scale = 1.0 if mode == 'F' and top <= 1.0 else 65535.0 if top > 255 else 255.0
-    return _split(np.clip(array / scale, 0.0, 1.0), False, 1.0,
-                  16 if scale == 65535.0 else 8)
+    array /= scale  # In place, as below: a huge image is not copied again.
+    np.clip(np.nan_to_num(array, copy=False), 0.0, 1.0, out=array)
+    return _split(array, False, 1.0, 16 if scale == 65535.0 else 8)
   if mode == 'P':
     mode = 'RGBA' if 'transparency' in img.info else 'RGB'
   elif mode in ('1', 'L'):
@@ -110,37 +246,23 @@ def _from_pillow(img: PILImage.Image) -> Image:
 
 def read(path: str) -> Image:
   """The image in `path`, EXIF orientation applied; ImageError if it is not
-  a readable image."""
-  if not os.path.isfile(path):
-    raise ImageError(f'{path}: no such file')
-  if os.path.getsize(path) == 0:
-    raise ImageError(f'{path}: empty file (0 bytes)')
-  try:
-    with PILImage.open(path) as img:
+  a readable image, or states more than MAX_PIXELS pixels."""
+  _check_file(path)
+  with _reading(path):  # Also around turning it: orient() copies the pixels.
+    with _open(path) as img:
       orientation = img.getexif().get(_ORIENTATION, 1)
       if _is_png16(path):
         image = _read_png16(path)
       else:
         img.load()  # Decodes everything now: a truncated file fails here.
         image = _from_pillow(img)
-  except UnidentifiedImageError:
-    with open(path, 'rb') as f:
-      head = f.read(8)
-    raise ImageError(f'{path}: not an image (no image format starts with '
-                     f'{head!r}); expected one of {", ".join(EXTENSIONS)}') from None
-  except PILImage.DecompressionBombError as e:
-    raise ImageError(f'{path}: {e}') from None
-  except (OSError, SyntaxError, ValueError, EOFError, zlib.error,
-          png.Error) as e:
-    raise ImageError(f'{path}: truncated or corrupt image data '
-                     f'({type(e).__name__}: {e})') from None
-  if image.pixels.shape[0] == 0 or image.pixels.shape[1] == 0:
-    raise ImageError(f'{path}: the image has no pixels '
-                     f'({image.pixels.shape[1]}x{image.pixels.shape[0]})')
-  if orientation in range(2, 9):
-    image.pixels = orient(image.pixels, orientation)
-    if image.alpha is not None:
-      image.alpha = orient(image.alpha, orientation)
+    if image.pixels.shape[0] == 0 or image.pixels.shape[1] == 0:
+      raise ImageError(f'{path}: the image has no pixels '
+                       f'({image.pixels.shape[1]}x{image.pixels.shape[0]})')
+    if orientation in range(2, 9):
+      image.pixels = orient(image.pixels, orientation)
+      if image.alpha is not None:
+        image.alpha = orient(image.alpha, orientation)
   return image
 
 

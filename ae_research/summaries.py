@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tensorboardX import SummaryWriter
 
-from ae_research import image_io
+from ae_research import errors, image_io
 
 # tensorboardX names event files by the second and host alone and opens them
 # with 'wb': two Writers in one directory within a second would share, and
@@ -62,27 +62,46 @@ def save_png(path: str, image_uint8: np.ndarray, scale: int = 1) -> None:
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  img.save(path, format='PNG')
+  write_through_temp(path, lambda tmp: img.save(tmp, format='PNG'))
 
 
 def write_through_temp(path: str, write) -> None:
   """`write(tmp)` to a temporary file beside `path`, then renamed to it: an
-  interrupted or failed write leaves no half file."""
+  interrupted or failed write leaves no half file, and the file that was
+  there stays as it was. A full disk or a read-only place raises
+  errors.StorageError naming `path`."""
   directory = os.path.dirname(os.path.abspath(path))
   tmp = os.path.join(directory, f'.{os.path.basename(path)}.tmp')
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  existed = os.path.exists(path)
+  with errors.writing(path, 'The file there is unchanged' if existed else
+                      'No part of it was left'):
+    try:
+      write(tmp)
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      f.write(text)
+  write_through_temp(path, write)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  def write(tmp):
+    with open(tmp, 'wb') as f:
+      f.write(data)
+  write_through_temp(path, write)
 
 
 def write_json(path: str, data: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(data, f, indent=2, sort_keys=True)
+  write_through_temp(path, write)
 
 
 class Writer:
@@ -90,6 +109,7 @@ class Writer:
   that writes no file when `enabled` is False."""
 
   def __init__(self, logdir: str, enabled: bool = True):
+    self.logdir = logdir
     self._writer = None
     self._closed = False
     if enabled:
@@ -120,12 +140,14 @@ class Writer:
   def flush(self) -> None:
     writer = self._live()
     if writer is not None:
-      writer.flush()
+      with errors.writing(self.logdir):
+        writer.flush()
 
   def close(self) -> None:
     if self._writer is not None and not self._closed:
-      self._writer.close()
       self._closed = True
+      with errors.writing(self.logdir):
+        self._writer.close()
 
 
 def format_duration(seconds: float) -> str:

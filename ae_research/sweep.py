@@ -228,13 +228,14 @@ def write_report(module, root: str) -> list[dict[str, Any]]:
   rows = collect(study, root)
   os.makedirs(root, exist_ok=True)
   done = sum(r['status'] == 'done' for r in rows)
-  with open(os.path.join(root, 'results.md'), 'w') as f:
-    f.write(f'# {study.name}: {done} of {len(rows)} points done\n\n'
-            f'`{study.config}`' + ''.join(f', {k}={_format(v)}' for k, v in
-                                          study.overrides.items()) + '\n\n')
-    f.write(table(study, rows))
-  with open(os.path.join(root, 'results.json'), 'w') as f:
-    json.dump(rows, f, indent=2)
+  summaries.write_text(
+      os.path.join(root, 'results.md'),
+      f'# {study.name}: {done} of {len(rows)} points done\n\n'
+      f'`{study.config}`' + ''.join(f', {k}={_format(v)}' for k, v in
+                                    study.overrides.items()) + '\n\n'
+      + table(study, rows))
+  summaries.write_text(os.path.join(root, 'results.json'),
+                       json.dumps(rows, indent=2))
   if done:
     for name in dict.fromkeys(m.rsplit('.', 1)[1] for m in study.metrics):
       plot(study, [r for r in rows if r['status'] == 'done'], name,

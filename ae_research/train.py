@@ -77,10 +77,18 @@ class Run:
   def history_path(self) -> str:
     return os.path.join(self.workdir, 'eval_history.jsonl')
 
-  def close(self) -> None:
+  def close(self, quiet: bool = False) -> None:
+    """Waits for an asynchronous save to finish, closes the summaries and
+    releases the workdir. `quiet` (closing after an error): what fails here
+    is logged, not raised, so the error reported is the first one."""
     try:
-      self.ckpt.close()  # Waits for an asynchronous save to finish.
-      self.writer.close()
+      for close in (self.ckpt.close, self.writer.close):
+        try:
+          close()
+        except Exception as e:  # pylint: disable=broad-except
+          if not quiet:
+            raise
+          logging.warning('While closing after an error: %s', e)
     finally:
       if self.claim is not None:
         self.claim.release()
@@ -149,7 +157,8 @@ def _open_run(config, workdir, mesh, task, model, tx, train_source,
 
 def _restore_or_init(run: Run) -> tuple[steps.TrainState, jax.Array,
                                         Optional[dict[str, Any]]]:
-  """(state, train RNG, data state): from the latest checkpoint, else
+  """(state, train RNG, data state): from the newest intact checkpoint
+  (damaged ones are moved to workdir/damaged_checkpoints), else
   initialized (from config.init_from's parameters if set) with no data
   state."""
   config = run.config
@@ -159,11 +168,11 @@ def _restore_or_init(run: Run) -> tuple[steps.TrainState, jax.Array,
   state = jax.jit(lambda r: steps.create_train_state(run.model, run.tx, r, shape),
                   out_shardings=rep)(init_rng)
   logging.info('Model: %d parameters.', models.count_params(state.params))
-  last_saved = run.ckpt.latest_step()
-  if last_saved is not None:
+  if run.ckpt.latest_step() is not None:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
-    state, data_state, train_rng = run.ckpt.restore(abstract, last_saved)
+    state, data_state, train_rng, last_saved = run.ckpt.restore_intact(
+        abstract, quarantine=os.path.join(run.workdir, 'damaged_checkpoints'))
     logging.info('Resumed from step %d in %s.', last_saved, run.ckpt_dir)
     _resume_history(run, last_saved)
     return state, train_rng, data_state
@@ -214,11 +223,15 @@ def _resume_history(run: Run, step: int) -> None:
   the checkpoint are run again, so their time is counted again."""
   kept = [r for r in read_history(run.workdir) if r['step'] <= step]
   run.train_seconds = 60.0 * kept[-1]['train_minutes'] if kept else 0.0
+  if run.is_chief:
+    _write_history(run, kept)
+
+
+def _write_history(run: Run, records: list[dict[str, Any]]) -> None:
   def write(tmp):
     with open(tmp, 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in kept)
-  if run.is_chief:
-    summaries.write_through_temp(run.history_path, write)
+      f.writelines(json.dumps(r) + '\n' for r in records)
+  summaries.write_through_temp(run.history_path, write)
 
 
 def _check_finite(step: int, metrics: dict, run: Run) -> dict:
@@ -318,6 +331,7 @@ def _evaluate(run: Run, state: steps.TrainState, step: int,
   batches are scored (or the whole images, with config.eval_whole_images,
   without the classical methods)."""
   config = run.config
+  logging.info('Evaluating step %d.', step)
   if full is None and config.eval_whole_images:
     full = run.task.evaluate_images(parallel.local_copy(state), run.predict,
                                     run.task, run.test_source, config,
@@ -330,10 +344,9 @@ def _evaluate(run: Run, state: steps.TrainState, step: int,
   logging.info('eval step %d (%.1f min of training): %s', step,
                run.train_seconds / 60,
                ' '.join(f'{k} {v:.4f}' for k, v in results.items()))
-  if run.is_chief:
-    with open(run.history_path, 'a') as f:
-      f.write(json.dumps({'step': step, 'train_minutes': run.train_seconds / 60,
-                          **results}) + '\n')
+  if run.is_chief:  # Rewritten whole: a failed write leaves the old file.
+    _write_history(run, read_history(run.workdir) + [
+        {'step': step, 'train_minutes': run.train_seconds / 60, **results}])
   if config.num_sample_images:  # Every process predicts; process 0 writes.
     _write_samples(run, state, step, full)
   run.writer.flush()
@@ -365,6 +378,7 @@ def _final_report(run: Run, state: steps.TrainState) -> dict[str, Any]:
   metrics.json (and, for whole images, workdir/eval/)."""
   config, task = run.config, run.task
   step = int(state.step)
+  logging.info('Final report: scoring step %d beside the baseline.', step)
   summary = {'step': step, 'task': config.task,
              'dataset': config.eval_dataset or config.dataset}
   if config.eval_whole_images:  # One pass scores the model and the baselines.
@@ -402,8 +416,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state, train_rng, data_state = _restore_or_init(run)
     state = _train(run, state, train_rng, _train_batches(run, data_state))
     _final_report(run, state)
-  finally:
-    run.close()
+  except BaseException:
+    run.close(quiet=True)
+    raise
+  run.close()
   return state
 
 

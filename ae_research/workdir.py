@@ -73,7 +73,8 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str,
                   for k in differ) +
           '\nUse a new --workdir, or the stored values to resume that run.')
   elif jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+    with errors.writing(workdir, 'Nothing was written'):
+      os.makedirs(workdir, exist_ok=True)
     summaries.write_json(path, current)
 
 
@@ -120,8 +121,10 @@ def init_shape(task, config: ml_collections.ConfigDict,
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str,
                    step: Optional[int] = None) -> tuple[steps.TrainState, int]:
-  """(train state, step) of the latest checkpoint of `workdir`, or of `step`,
-  replicated over every device."""
+  """(train state, step) of the newest intact checkpoint of `workdir` (a
+  damaged newer one is skipped with a warning), or of `step`
+  (checkpointing.DamagedCheckpoint if it is damaged), replicated over every
+  device."""
   task, model, tx = build(config)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                     async_save=False)
@@ -132,15 +135,19 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str,
         f'{workdir} holds no checkpoint yet' if not saved else
         f'{workdir} holds no checkpoint of step {step}; it holds steps '
         f'{sorted(saved)}')
-  step = max(saved) if step is None else step
   shape = init_shape(task, config, model)
   rep = parallel.replicated(parallel.make_mesh())
   abstract = jax.eval_shape(
       lambda r: steps.create_train_state(model, tx, r, shape), jax.random.key(0))
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
-  state, _, _ = ckpt.restore(abstract, step)
-  ckpt.close()
+  try:
+    if step is None:  # The newest intact one.
+      state, _, _, step = ckpt.restore_intact(abstract)
+    else:
+      state, _, _ = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
   return state, step
 
 

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import png
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from ae_research import image_io
 from ae_research.datasets import folder
@@ -142,3 +142,78 @@ def test_bad_files_raise_a_clear_error(tmp_path, name, make, message):
 def test_missing_file(tmp_path):
   with pytest.raises(image_io.ImageError, match='no such file'):
     image_io.read(str(tmp_path / 'nothing.png'))
+
+
+def _tiff_with_strip_offsets_typed(kind):
+  """A TIFF whose strip offsets (tag 273) are stated as another type."""
+  buf = io.BytesIO()
+  Image.fromarray(_rng_image((8, 8, 3))).save(buf, format='TIFF')
+  data = bytearray(buf.getvalue())
+  ifd = int.from_bytes(data[4:8], 'little')
+  for k in range(int.from_bytes(data[ifd:ifd + 2], 'little')):
+    at = ifd + 2 + 12 * k
+    if int.from_bytes(data[at:at + 2], 'little') == 273:
+      data[at + 2:at + 4] = kind.to_bytes(2, 'little')
+  return bytes(data)
+
+
+@pytest.mark.parametrize('kind', [5, 11])  # RATIONAL, FLOAT: a TypeError in Pillow.
+def test_a_tiff_tag_of_the_wrong_type_is_a_clear_error(tmp_path, kind):
+  path = tmp_path / 'x.tif'
+  path.write_bytes(_tiff_with_strip_offsets_typed(kind))
+  with pytest.raises(image_io.ImageError, match='truncated or corrupt.*TypeError'):
+    image_io.read(str(path))
+
+
+def test_running_out_of_memory_is_an_image_error(tmp_path, monkeypatch):
+  path = str(tmp_path / 'x.png')
+  Image.fromarray(_rng_image((6, 5, 3))).save(path)
+  def no_memory(*args):
+    raise MemoryError()
+  monkeypatch.setattr(image_io, '_from_pillow', no_memory)
+  with pytest.raises(image_io.ImageError, match='not enough memory'):
+    image_io.read(path)
+
+
+def test_an_unforeseen_decoder_failure_is_still_an_image_error(tmp_path, monkeypatch):
+  path = str(tmp_path / 'x.png')
+  Image.fromarray(_rng_image((6, 5, 3))).save(path)
+  def broken(*args):
+    raise IndexError('index out of range')
+  monkeypatch.setattr(image_io, '_from_pillow', broken)
+  with pytest.raises(image_io.ImageError, match='failed unexpectedly.*IndexError') as e:
+    image_io.read(path)
+  assert str(path) in str(e.value)
+
+
+def test_header_size_decodes_nothing(tmp_path, monkeypatch):
+  path = str(tmp_path / 'x.png')
+  Image.fromarray(_rng_image((6, 5, 3))).save(path)
+  def decode(*args):
+    raise AssertionError('decoded')
+  monkeypatch.setattr(ImageFile.ImageFile, 'load', decode)
+  assert image_io.header_size(path) == (5, 6)
+  (tmp_path / 'notes.png').write_bytes(b'not an image')
+  with pytest.raises(image_io.ImageError, match='not an image'):
+    image_io.header_size(str(tmp_path / 'notes.png'))
+
+
+def test_float_tiff_nan_and_infinity_stay_in_range(tmp_path):
+  array = np.random.default_rng(2).random((5, 6)).astype(np.float32)
+  array[0, 0], array[1, 1], array[2, 2] = np.nan, np.inf, -np.inf
+  path = str(tmp_path / 'f.tif')
+  Image.fromarray(array).save(path)
+  got = image_io.read(path).pixels[..., 0]
+  want = array.copy()
+  want[0, 0], want[1, 1], want[2, 2] = 0.0, 1.0, 0.0
+  np.testing.assert_array_equal(got, want)  # The range set by the finite values.
+
+
+def test_folder_source_out_of_memory_is_an_image_error(tmp_path, monkeypatch):
+  path = str(tmp_path / 'x.png')
+  Image.fromarray(_rng_image((6, 5))).save(path)
+  def no_memory(self):
+    raise MemoryError()
+  monkeypatch.setattr(image_io.Image, 'rgb_uint8', no_memory)
+  with pytest.raises(image_io.ImageError, match='not enough memory for its 5x6 pixels'):
+    folder.load_rgb(path)

@@ -6,7 +6,6 @@ import threading
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ae_research import errors, image_io
 
@@ -15,8 +14,15 @@ EXTENSIONS = image_io.EXTENSIONS
 
 def load_rgb(path: str) -> np.ndarray:
   """An image file as HxWx3 uint8: EXIF orientation applied, gray and
-  palette images expanded to RGB, alpha dropped, 16-bit scaled to 8."""
-  return image_io.read(path).rgb_uint8()
+  palette images expanded to RGB, alpha dropped, 16-bit scaled to 8;
+  image_io.ImageError if it cannot be read (or held in memory)."""
+  image = image_io.read(path)
+  try:
+    return image.rgb_uint8()
+  except MemoryError:
+    height, width = image.pixels.shape[:2]
+    raise image_io.ImageError(f'{path}: not enough memory for its {width}x{height} '
+                              'pixels as RGB') from None
 
 
 def _images_in(path: str) -> list[str]:
@@ -63,11 +69,12 @@ class FolderSource:
 
   def decoded_bytes(self) -> int:
     """Bytes of every image decoded as RGB uint8, read from the files'
-    headers (nothing is decoded)."""
+    headers (nothing is decoded); image_io.ImageError for a file that is
+    not an image, or states more than image_io.MAX_PIXELS pixels."""
     total = 0
     for f in self.files:
-      with Image.open(f) as im:
-        total += 3 * im.size[0] * im.size[1]
+      width, height = image_io.header_size(f)
+      total += 3 * width * height
     return total
 
   def __getitem__(self, index: int) -> dict:

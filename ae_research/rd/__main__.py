@@ -92,8 +92,7 @@ def main(argv=None) -> int:
     md += (f'Published curves (dashed on the plots): '
            f'{rd.PUBLISHED_SOURCE[args.published]}.\n\n')
   md += f'{bd_md}\n{rd.curve_table(curves)}'
-  with open(os.path.join(args.output, 'results.md'), 'w') as f:
-    f.write(md)
+  summaries.write_text(os.path.join(args.output, 'results.md'), md)
   print(md)
   return 0
 

@@ -193,8 +193,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
     decoded_images.append(decoded)
     if out_dir:
       os.makedirs(os.path.join(out_dir, 'files'), exist_ok=True)
-      with open(os.path.join(out_dir, 'files', f'{name}.aec'), 'wb') as f:
-        f.write(data)
+      summaries.write_bytes(os.path.join(out_dir, 'files', f'{name}.aec'), data)
       summaries.save_png(os.path.join(out_dir, 'decoded', f'{name}.png'), decoded)
   mean = {'model': {k: float(np.mean([r['model'][k] for r in rows]))
                     for k in rows[0]['model']}}
@@ -263,6 +262,5 @@ def _write_report(results: dict, images: list, decoded_images: list,
       summaries.save_png(os.path.join(out_dir, 'images', f'{name}.png'),
                          summaries.image_grid([c[None] / 255.0 for c in columns]))
   summaries.write_json(os.path.join(out_dir, 'results.json'), results)
-  with open(os.path.join(out_dir, 'results.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  summaries.write_text(os.path.join(out_dir, 'results.md'), '\n'.join(lines) + '\n')
 
