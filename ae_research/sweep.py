@@ -28,6 +28,8 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from ae_research import summaries
+
 
 @dataclasses.dataclass(frozen=True)
 class Study:
