@@ -92,7 +92,8 @@ class CodecError(errors.UserError, ValueError):
   """A file this codec cannot decode, or an image it cannot encode."""
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+  """A whole number >= 0 as the file writes it: 7 bits a byte, low first."""
   out = bytearray()
   while True:
     byte, n = n & 0x7F, n >> 7
@@ -105,25 +106,37 @@ def _zigzag(v: int) -> int:
   return 2 * v if v >= 0 else -2 * v - 1
 
 
+def seal(body: bytes) -> bytes:
+  """A file's body with its CRC-32 after it."""
+  return bytes(body) + struct.pack('<I', zlib.crc32(body))
+
+
 class _Reader:
-  """Reads the fields of a file; running past its end is a CodecError."""
+  """Reads the fields of a file; running past its end is a CodecError.
+  `fields` lists those read: (name, start, stop, 'bytes' or 'varint')."""
 
   def __init__(self, data: bytes):
     self.data, self.pos = data, 0
+    self.fields: list[tuple[str, int, int, str]] = []
 
-  def take(self, n: int, what: str) -> bytes:
+  def _next(self, n: int, what: str) -> bytes:
     if self.pos + n > len(self.data):
       raise CodecError(f'file truncated: it ends inside the {what}')
     out = self.data[self.pos:self.pos + n]
     self.pos += n
     return out
 
+  def take(self, n: int, what: str) -> bytes:
+    self.fields.append((what, self.pos, self.pos + n, 'bytes'))
+    return self._next(n, what)
+
   def varint(self, what: str) -> int:
-    n, shift = 0, 0
+    start, n, shift = self.pos, 0, 0
     while True:
-      byte = self.take(1, what)[0]
+      byte = self._next(1, what)[0]
       n |= (byte & 0x7F) << shift
       if not byte & 0x80:
+        self.fields.append((what, start, self.pos, 'varint'))
         return n
       shift += 7
       if shift > 63:
@@ -367,17 +380,17 @@ class Codec:
     else:
       tables = self.tables_y if version == VERSION else self._legacy_tables()
       sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape))]
-    body = [MAGIC, bytes([version]), self.id, _varint(h), _varint(w), bytes([channels])]
+    body = [MAGIC, bytes([version]), self.id, varint(h), varint(w), bytes([channels])]
     if version >= 3:
       body.append(bytes([len(sections)]))
     for payload, escapes in sections:
-      body += [_varint(len(escapes)), _varint(len(payload) // 4), payload]
-      body += [_varint(_zigzag(v)) for v in escapes]
+      body += [varint(len(escapes)), varint(len(payload) // 4), payload]
+      body += [varint(_zigzag(v)) for v in escapes]
     body = b''.join(body)
     if channels in (2, 4):
       alpha = zlib.compress(np.ascontiguousarray(image[..., -1]).tobytes(), 9)
-      body += _varint(len(alpha)) + alpha
-    return body + struct.pack('<I', zlib.crc32(body))
+      body += varint(len(alpha)) + alpha
+    return seal(body)
 
   # -- decoding ------------------------------------------------------------
 
@@ -403,7 +416,8 @@ class Codec:
     if zlib.crc32(body) != crc:
       raise CodecError('file corrupted or truncated: its checksum does not match')
     r = _Reader(body)
-    r.take(4, 'header')
+    r.take(3, 'magic')
+    r.take(1, 'format version')
     file_id = r.take(8, 'model id')
     if file_id != self.id:
       raise CodecError(f'file made by model {file_id.hex()}; this model is '
@@ -464,8 +478,10 @@ class Codec:
     if r.pos != len(body):
       raise CodecError(f'malformed file: {len(body) - r.pos} bytes after the '
                        'last field')
+    # Where each field lies, for tools that edit files (the fuzzer).
+    fields = r.fields + [('checksum', len(body), len(data), 'bytes')]
     out = {'version': version, 'height': h, 'width': w, 'channels': channels,
-           'alpha': alpha, 'sections': sections}
+           'alpha': alpha, 'sections': sections, 'fields': fields}
     # The latent's escapes (kept under their former name).
     out['payload'], out['escapes'] = sections[-1]
     return out

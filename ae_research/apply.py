@@ -18,16 +18,16 @@ cannot be read is reported and skipped, and the exit status is then 1;
 existing outputs are never replaced without --overwrite.
 """
 
-import argparse
 import os
 import sys
 import time
 from typing import Callable, Optional
 
+from absl import flags
 import jax
 from tqdm import tqdm
 
-from ae_research import errors, image_io, summaries, tasks, tiling
+from ae_research import cli, errors, image_io, summaries, tasks, tiling
 from ae_research import workdir as workdir_lib
 from ae_research.tasks.base import Result
 
@@ -47,9 +47,9 @@ class Applier:
     state, self.step = workdir_lib.restore_latest(self.config, workdir, step)
     # One image at a time runs on one device (restored, it is replicated).
     self.state = jax.device_put(state, jax.devices()[0])
-    self._apply = self.task.make_applier(self.task, self.config, self.state, plan)
+    self._apply = self.task.make_applier(self.config, self.state, plan)
     # Files written per image; the PNG comes first.
-    self.suffixes = ('.png',) + tuple(self.task.APPLY_FILES)
+    self.suffixes = ('.png',) + tuple(self.task.apply_files)
 
   def __call__(self, image: image_io.Image, compare: bool = False,
                on_tile: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -142,38 +142,31 @@ def save(result: Result, paths: dict[str, str]) -> None:
     raise
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='python -m ae_research.apply',
-      description='Apply a trained run to image files or folders of images.')
-  p.add_argument('inputs', nargs='+', metavar='INPUT',
-                 help='image files, or folders of images (searched recursively)')
-  p.add_argument('--workdir', required=True, help='the training run to apply')
-  p.add_argument('--output', required=True, help='folder for the outputs')
-  p.add_argument('--step', type=int, default=None,
-                 help='checkpoint step to use (default: the latest)')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace outputs that exist (by default such inputs are skipped)')
-  p.add_argument('--compare', action='store_true',
-                 help='also write compare/<name>.png: input | output | '
-                      'classical baseline')
-  t = tiling.Tiling()
-  p.add_argument('--tiling', choices=tiling.MODES, default=t.mode,
-                 help='auto: tiles only images that would not fit in memory '
-                      'whole (default); always; never')
-  p.add_argument('--tile_size', type=int, default=t.tile_size,
-                 help='side of a tile, in model-input pixels (default %(default)s)')
-  p.add_argument('--tile_halo', type=int, default=t.halo,
-                 help="context pixels around each tile (default: the model's "
-                      'receptive field, which makes tiles exact)')
-  p.add_argument('--tile_blend', type=int, default=t.blend,
-                 help='pixels over which tiles cross-fade (default %(default)s)')
-  p.add_argument('--tile_batch', type=int, default=t.batch,
-                 help='tiles per model call (default %(default)s)')
-  p.add_argument('--memory_mb', type=int, default=None,
-                 help='memory budget for one whole image before tiling '
-                      '(default: half the free device memory)')
-  return p
+_WORKDIR = cli.define_workdir('The training run to apply.')
+_OUTPUT = cli.define_output('Folder for the outputs.')
+_STEP = flags.DEFINE_integer(
+    'step', None, 'Checkpoint step to use (default: the latest).')
+_OVERWRITE = cli.define_overwrite(
+    'Replace outputs that exist (by default such inputs are skipped).')
+_COMPARE = flags.DEFINE_bool(
+    'compare', False, 'Also write compare/<name>.png: input | output | '
+    'classical baseline.')
+_TILES = tiling.Tiling()
+_TILING = flags.DEFINE_enum(
+    'tiling', _TILES.mode, tiling.MODES, 'auto: tiles only images that would '
+    'not fit in memory whole; always; never.')
+_TILE_SIZE = flags.DEFINE_integer(
+    'tile_size', _TILES.tile_size, 'Side of a tile, in model-input pixels.')
+_TILE_HALO = flags.DEFINE_integer(
+    'tile_halo', _TILES.halo, "Context pixels around each tile (default: the "
+    "model's receptive field, which makes tiles exact).")
+_TILE_BLEND = flags.DEFINE_integer(
+    'tile_blend', _TILES.blend, 'Pixels over which tiles cross-fade.')
+_TILE_BATCH = flags.DEFINE_integer(
+    'tile_batch', _TILES.batch, 'Tiles per model call.')
+_MEMORY_MB = flags.DEFINE_integer(
+    'memory_mb', None, 'Memory budget for one whole image before tiling '
+    '(default: half the free device memory).')
 
 
 class _Progress:
@@ -221,36 +214,41 @@ class _Progress:
       self.bar.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  args = _parser().parse_args(argv)
+def main(argv: list[str]) -> int:
+  """The command; argv[1:] are the inputs (absl has parsed the flags)."""
+  cli.require(_WORKDIR, _OUTPUT)
+  if len(argv) < 2:
+    cli.usage_error('no inputs: name the image files or folders of images to '
+                    'apply the run to')
+  workdir, output, memory_mb = _WORKDIR.value, _OUTPUT.value, _MEMORY_MB.value
   # Everything that can be wrong with the command is found before any compute.
   try:
     plan = tiling.Tiling(
-        mode=args.tiling, tile_size=args.tile_size, halo=args.tile_halo,
-        blend=args.tile_blend, batch=args.tile_batch,
-        memory_bytes=None if args.memory_mb is None else args.memory_mb * 2**20)
-    if args.memory_mb is not None and args.memory_mb < 1:
-      raise ValueError(f'--memory_mb={args.memory_mb} must be positive')
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-      raise ValueError(f'--output={args.output} is a file, not a folder')
-    inputs = collect(args.inputs, exclude=args.output)
-    applier = Applier(args.workdir, args.step, plan)
+        mode=_TILING.value, tile_size=_TILE_SIZE.value, halo=_TILE_HALO.value,
+        blend=_TILE_BLEND.value, batch=_TILE_BATCH.value,
+        memory_bytes=None if memory_mb is None else memory_mb * 2**20)
+    if memory_mb is not None and memory_mb < 1:
+      raise ValueError(f'--memory_mb={memory_mb} must be positive')
+    if os.path.exists(output) and not os.path.isdir(output):
+      raise ValueError(f'--output={output} is a file, not a folder')
+    inputs = collect(argv[1:], exclude=output)
+    applier = Applier(workdir, _STEP.value, plan)
   except (ValueError, errors.UserError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
 
   todo, skipped = [], 0
   for path, name in inputs:
-    paths = outputs(args.output, name, applier.suffixes, args.compare)
+    paths = outputs(output, name, applier.suffixes, _COMPARE.value)
     existing = [p for p in paths.values() if os.path.exists(p)]
-    if existing and not args.overwrite:
+    if existing and not _OVERWRITE.value:
       print(f'skipped {path}: {existing[0]} exists (pass --overwrite to '
             'replace it)', file=sys.stderr)
       skipped += 1
     else:
       todo.append((path, name, paths))
-  print(f'{args.workdir}: {applier.config.task}, step {applier.step}; '
-        f'{len(todo)} image(s) -> {args.output}', file=sys.stderr)
+  print(f'{workdir}: {applier.config.task}, step {applier.step}; '
+        f'{len(todo)} image(s) -> {output}', file=sys.stderr)
 
   failed, written = [], 0
   progress = _Progress(len(todo))
@@ -259,7 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
       start = time.perf_counter()
       try:
         image = image_io.read(path)
-        result = applier(image, compare=args.compare, on_tile=progress.on_tile)
+        result = applier(image, compare=_COMPARE.value, on_tile=progress.on_tile)
       except (image_io.ImageError, ValueError) as e:
         progress.write(f'error: {e}; skipped')
         failed.append(path)
@@ -289,4 +287,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run(main)

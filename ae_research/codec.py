@@ -5,20 +5,21 @@ trained compression run.
   python -m ae_research.codec decompress --workdir=runs/compress photo.aec photo.png
 
 The file format and the codec are `ae_research.aec`. A file is never
-overwritten without --overwrite; every problem is one line and exit status 1.
+overwritten without --overwrite; every problem is one line, with exit status
+1 (2 for a problem with the command line itself).
 decompress refuses a file that states an image of more than --max_pixels
 pixels (height x width; default aec.MAX_PIXELS, 2**28) before decoding
 anything: a file of a few bytes can state a huge image.
 """
 
-import argparse
 import os
 import sys
 
+from absl import flags
 import numpy as np
 from PIL import Image
 
-from ae_research import aec, errors, image_io, summaries
+from ae_research import aec, cli, errors, image_io, summaries
 from ae_research import workdir as workdir_lib
 
 CodecError = aec.CodecError
@@ -45,53 +46,55 @@ def _write_new(path: str, write, overwrite: bool) -> None:
   summaries.write_through_temp(path, write)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m ae_research.codec',
-      description='Compress images to .aec files and back with a trained '
-                  'compression run (configs/compress.py).')
-  parser.add_argument('command', choices=('compress', 'decompress'))
-  parser.add_argument('--workdir', required=True,
-                      help='the training run whose latest checkpoint codes')
-  parser.add_argument('--overwrite', action='store_true',
-                      help='replace an existing output file')
-  parser.add_argument('--max_pixels', type=int, default=aec.MAX_PIXELS,
-                      help='decompress: refuse files that state an image of more '
-                           'pixels than this (height x width; default '
-                           '%(default)s), before decoding anything')
-  parser.add_argument('input')
-  parser.add_argument('output')
-  args = parser.parse_args(argv)
+_WORKDIR = cli.define_workdir(
+    'The training run whose latest checkpoint codes.')
+_OVERWRITE = cli.define_overwrite('Replace an existing output file.')
+_MAX_PIXELS = flags.DEFINE_integer(
+    'max_pixels', aec.MAX_PIXELS, 'decompress: refuse files that state an '
+    'image of more pixels than this (height x width), before decoding '
+    'anything.')
+_COMMANDS = ('compress', 'decompress')
+
+
+def main(argv: list[str]) -> int:
+  """The command; argv[1:] is compress|decompress INPUT OUTPUT (absl has
+  parsed the flags)."""
+  cli.require(_WORKDIR)
+  if len(argv) != 4 or argv[1] not in _COMMANDS:
+    cli.usage_error('expected compress or decompress, then the input and the '
+                    f'output file; got: {" ".join(argv[1:]) or "nothing"}')
+  command, input_path, output = argv[1:]
+  workdir, overwrite = _WORKDIR.value, _OVERWRITE.value
   try:
-    if not os.path.isfile(args.input):
-      raise CodecError(f'{args.input} is not a file')
-    if os.path.exists(args.output) and not args.overwrite:
-      raise CodecError(f'{args.output} exists; pass --overwrite to replace it')
-    if args.command == 'compress':
-      image = read_image(args.input)
-      codec = workdir_lib.load_codec(args.workdir)
+    if not os.path.isfile(input_path):
+      raise CodecError(f'{input_path} is not a file')
+    if os.path.exists(output) and not overwrite:
+      raise CodecError(f'{output} exists; pass --overwrite to replace it')
+    if command == 'compress':
+      image = read_image(input_path)
+      codec = workdir_lib.load_codec(workdir)
       data = codec.encode(image)
       def write(tmp):
         with open(tmp, 'wb') as f:
           f.write(data)
-      _write_new(args.output, write, args.overwrite)
+      _write_new(output, write, overwrite)
       h, w = image.shape[:2]
-      print(f'{args.input} ({w}x{h}) -> {args.output}: {len(data)} bytes, '
+      print(f'{input_path} ({w}x{h}) -> {output}: {len(data)} bytes, '
             f'{8 * len(data) / (h * w):.4f} bpp')
     else:
-      with open(args.input, 'rb') as f:
+      with open(input_path, 'rb') as f:
         data = f.read()
-      codec = workdir_lib.load_codec(args.workdir)
-      image = codec.decode(data, max_pixels=args.max_pixels)
-      ext = os.path.splitext(args.output)[1].lower()
+      codec = workdir_lib.load_codec(workdir)
+      image = codec.decode(data, max_pixels=_MAX_PIXELS.value)
+      ext = os.path.splitext(output)[1].lower()
       if ext not in ('.png', '.bmp', '.tif', '.tiff', '.ppm', '.pgm'):
-        raise CodecError(f'{args.output}: write the decoded image to a lossless '
+        raise CodecError(f'{output}: write the decoded image to a lossless '
                          'format (.png, .bmp, .tif, .ppm)')
       if image.shape[-1] in (2, 4) and ext not in ('.png', '.tif', '.tiff'):
-        raise CodecError(f'{args.input} has an alpha channel; write it to .png '
+        raise CodecError(f'{input_path} has an alpha channel; write it to .png '
                          'or .tif')
-      _write_new(args.output, lambda tmp: _save(tmp, image, ext), args.overwrite)
-      print(f'{args.input} -> {args.output} ({image.shape[1]}x{image.shape[0]})')
+      _write_new(output, lambda tmp: _save(tmp, image, ext), overwrite)
+      print(f'{input_path} -> {output} ({image.shape[1]}x{image.shape[0]})')
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -105,4 +108,4 @@ def _save(path: str, image: np.ndarray, ext: str) -> None:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run(main)

@@ -2,15 +2,16 @@
 
 ml_collections already refuses unknown fields and wrong types on the command
 line (with a locked config); `validate` checks the values: the shared fields
-here, each task's own fields in its module (`check_config`).
+here, config.model's by its architecture's declaration (`archs.py`), each
+task's own fields in its module (`check_config`).
 """
 
 import os
 
 import ml_collections
 
-from ae_research import checks, datasets, defaults, input_pipeline, models, steps
-from ae_research import tasks, zoo
+from ae_research import archs, checks, datasets, input_pipeline, steps, tasks
+from ae_research import zoo
 
 ConfigError = checks.ConfigError  # What `validate` raises.
 
@@ -40,7 +41,7 @@ SHARED = {
     'shapes.num_train': checks.positive,
     'shapes.num_test': checks.positive,
     'shapes.seed': checks.non_negative,
-    'model.arch': checks.one_of(tuple(zoo.ARCHS)),
+    'model.arch': checks.one_of(archs.names()),
     'optimizer.learning_rate': checks.positive_float,
     'optimizer.warmup_steps': checks.non_negative,
     'optimizer.final_lr_fraction': checks.fraction,
@@ -60,34 +61,9 @@ SHARED = {
 }
 
 
-# The checks of config.model's fields, of whichever architecture has them
-# (config.model holds the fields of defaults.ARCHS[config.model.arch]).
-MODEL_FIELDS = {
-    'features': checks.positive_ints,
-    'latent_features': checks.positive,
-    'blocks_per_level': checks.non_negative,
-    'downsample': checks.one_of(models.DOWNSAMPLE_KINDS),
-    'upsample': checks.one_of(models.UPSAMPLE_KINDS),
-    'norm': checks.one_of(models.NORM_KINDS),
-    'activation': checks.one_of(models.ACTIVATIONS),
-    'output_activation': checks.one_of(models.OUTPUT_ACTIVATIONS),
-    'residual': checks.boolean,
-    'depth': lambda x: checks.positive(x) or (None if x >= 2 else 'an integer >= 2'),
-    'width': checks.positive,
-    'widths': checks.positive_ints,
-    'shrink': checks.positive,
-    'mapping_layers': checks.non_negative,
-    'num_blocks': checks.non_negative,
-    'res_scale': checks.positive_float,
-    'bicubic_skip': checks.boolean,
-}
-assert {f for a in defaults.ARCHS.values() for f in a} <= set(MODEL_FIELDS)
-
-
 def _model(config: ml_collections.ConfigDict) -> list[str]:
-  """The fields of config.model.arch's architecture."""
-  fields = defaults.ARCHS[config.model.arch]
-  return checks.problems(config, {f'model.{f}': MODEL_FIELDS[f] for f in fields})
+  """The fields of config.model.arch's architecture, by its declaration."""
+  return archs.get(config.model.arch).problems(config.model)
 
 
 def _relations(config: ml_collections.ConfigDict, num_devices: int) -> list[str]:
@@ -144,5 +120,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   checks.raise_if(checks.problems(config, SHARED))
   checks.raise_if(_model(config))
   # Relations and the task's own fields assume each shared value is sane.
-  checks.raise_if(_relations(config, num_devices) +
-                  tasks.get(config.task).check_config(config))
+  task = tasks.get(config.task)
+  checks.raise_if(_relations(config, num_devices) + task.check_config(config))
+  if config.input_pipeline == 'device' and not task.on_device(config):
+    checks.raise_if([
+        f"config.input_pipeline='device': the {task.name} task cannot make "
+        'its pairs on the device with '
+        f'config.{task.group}={config[task.group].to_dict() if task.group else {}} '
+        "(made by a host library); use 'host' or 'auto' (which picks the host)"])

@@ -74,7 +74,7 @@ def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
     output = apply_whole(predict, state, pair['input'], model.downsampling,
                          model.upscale)
     base = np.asarray(task.baseline(batch))[0]
-    predictions = {'model': output, task.BASELINE_NAME: base}
+    predictions = {'model': output, task.baseline_name(config): base}
     if classical:
       predictions.update(task.classical(pair, config))
     row = {'name': _name(example, i), 'height': int(pair['target'].shape[0]),

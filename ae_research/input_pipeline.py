@@ -32,12 +32,14 @@ def device_budget() -> int:
   return min(DEVICE_MAX_BYTES, int(DEVICE_MEMORY_FRACTION * limit))
 
 
-def choose(config, source, resumed: Optional[str] = None) -> str:
+def choose(config, source, resumed: Optional[str] = None,
+           on_device: bool = True) -> str:
   """'device' or 'host': where the training batches of `source` are made.
 
   config.input_pipeline 'auto' picks the device for a source of images
-  that tells its size (`decoded_bytes`) when it fits `device_budget()` and
-  patches are cropped; a resumed run (`resumed`: the pipeline its
+  that tells its size (`decoded_bytes`) when it fits `device_budget()`,
+  patches are cropped and the task can make its pairs there (`on_device`:
+  `Task.on_device`); a resumed run (`resumed`: the pipeline its
   checkpoint was written by) keeps its pipeline.
   """
   wanted = config.input_pipeline
@@ -51,7 +53,8 @@ def choose(config, source, resumed: Optional[str] = None) -> str:
     return resumed
   if wanted != 'auto':
     return wanted
-  if not config.patch_size or not hasattr(source, 'decoded_bytes'):
+  if (not on_device or not config.patch_size or
+      not hasattr(source, 'decoded_bytes')):
     return 'host'
   return 'device' if source.decoded_bytes() <= device_budget() else 'host'
 

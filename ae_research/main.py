@@ -7,6 +7,13 @@ Parses the flags and calls `train.run`. A problem with the command (a flag,
 a config value, the workdir, the data) is one line on stderr and exit status
 2 (flags) or 1 (the rest); any other exception is a bug and shows its
 traceback. A run stopped by SIGTERM exits with status 143 after saving.
+
+`--config.model.arch=NAME` switches the config to that architecture with its
+defaults (ae_research/archs.py); the other `--config.model.*` flags then set
+its fields:
+
+  python -m ae_research.main --config=configs/denoise.py --workdir=runs/dn5 \
+      --config.model.arch=dncnn --config.model.depth=5
 """
 
 import importlib.util
@@ -14,17 +21,18 @@ import sys
 from typing import Optional
 
 from absl import app, flags, logging
+import ml_collections
 from ml_collections import config_flags
 
-from ae_research import errors, preemption, train
+from ae_research import archs, cli, errors, preemption, train
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with a variant '
     '(configs/colorize.py:smoke).', lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Directory for checkpoints, summaries and results; a run '
-    'in it is resumed.')
+_WORKDIR = cli.define_workdir(
+    'Directory for checkpoints, summaries and results; a run in it is '
+    'resumed.')
 _MODE = flags.DEFINE_enum(
     'mode', 'train', ['train', 'eval'],
     'train: train and evaluate (resuming). eval: score the latest checkpoint '
@@ -35,7 +43,59 @@ _DISTRIBUTED = flags.DEFINE_enum(
     'auto: join the other processes when started by `srun -n K` (K > 1); on: '
     'always call jax.distributed.initialize() (Cloud TPU pods, clusters it '
     'detects); off: one process.')
-flags.mark_flags_as_required(['config', 'workdir'])
+_ARCH_FLAG = 'config.model.arch'
+
+
+def _arch_flag(argv: list[str]) -> Optional[str]:
+  """NAME of the last --config.model.arch=NAME (or `--config.model.arch
+  NAME`) in argv, or None."""
+  found = None
+  for i, arg in enumerate(argv):
+    name, eq, value = arg.lstrip('-').partition('=')
+    if not arg.startswith('-') or name != _ARCH_FLAG:
+      continue
+    if eq:
+      found = value
+    elif i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
+
+
+def _switch_arch(config, argv: list[str]) -> None:
+  """When argv's --config.model.arch names another architecture than the
+  config's, config.model becomes that one with its defaults, so that the
+  other --config.model.* flags (applied after this) find its fields. Naming
+  the config's own architecture changes nothing."""
+  arch = _arch_flag(argv)
+  if (arch is None or not isinstance(config, ml_collections.ConfigDict) or
+      arch == config.model.get('arch')):
+    return  # (Not a ConfigDict: a file that failed to load, reported later.)
+  if arch not in archs.REGISTRY:
+    raise ValueError(f'--{_ARCH_FLAG}={arch!r} names no architecture; choose '
+                     f'one of {list(archs.names())}')
+  with config.unlocked():
+    config.model = ml_collections.ConfigDict(archs.get(arch).config())
+  config.lock()
+
+
+class _SwitchingArch(flags.ArgumentParser):
+  """ml_collections' parser of --config=PATH[:VARIANT], then `_switch_arch`:
+  it runs before ml_collections defines the --config.* override flags from
+  the config's fields. Like ml_collections, it reads them from sys.argv."""
+
+  def __init__(self, config_file_parser: flags.ArgumentParser):
+    self._config_file_parser = config_file_parser
+
+  def parse(self, argument):
+    config = self._config_file_parser.parse(argument)
+    _switch_arch(config, FLAGS.read_flags_from_files(sys.argv, force_gnu=False))
+    return config
+
+  def flag_type(self) -> str:
+    return self._config_file_parser.flag_type()
+
+
+FLAGS['config'].parser = _SwitchingArch(FLAGS['config'].parser)
 
 
 class _QuietLibraries:
@@ -62,13 +122,16 @@ def _unknown_field(flag: str, config) -> str:
 
 
 def _load_config(argv: list[str]):
-  """The config that the last --config=PATH[:VARIANT] of argv names."""
+  """The config that the last --config=PATH[:VARIANT] of argv names, with
+  the architecture argv's --config.model.arch names."""
   spec = [a.split('=', 1)[1] for a in argv if a.startswith('--config=')][-1]
   path, _, variant = spec.partition(':')
   module_spec = importlib.util.spec_from_file_location('_config', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
+  config = module.get_config(variant) if variant else module.get_config()
+  _switch_arch(config, argv)
+  return config
 
 
 def _first_unknown_field(argv: list[str], config) -> Optional[str]:
@@ -87,7 +150,11 @@ def _first_unknown_field(argv: list[str], config) -> Optional[str]:
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing; a bad flag is one line naming what is allowed."""
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
+    # Checked here, not by absl's mark_flags_as_required, whose check would
+    # also refuse the other commands imported into the same process.
+    cli.require(_CONFIG, _WORKDIR)
+    return rest
   # ml_collections reports an override of a missing field as an
   # AttributeError or KeyError from inside the parse, absl as a flags.Error.
   except (flags.Error, AttributeError, KeyError, TypeError) as e:
@@ -98,7 +165,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
       lines = [l for l in message.splitlines() if l.strip()]
       message = f'{lines[0].split(":", 1)[0]}: {lines[-1]}'
     else:
-      message = _first_unknown_field(argv, _load_config(argv)) or message
+      try:
+        message = _first_unknown_field(argv, _load_config(argv)) or message
+      except ValueError as unknown_arch:  # From _switch_arch.
+        message = str(unknown_arch)
   print(f'error: {message}\nPass --helpfull to see every flag.', file=sys.stderr)
   sys.exit(2)
 

@@ -10,7 +10,7 @@ Each resolution level halves (encoder) or doubles (decoder) height and width,
 so a model shrinks images by `downsampling(features)` = 2**len(features).
 `Autoencoder` takes images of any size (it pads them to a multiple and crops
 its output back); `Encoder` (and `encode`) refuse sides that are not
-multiples. Field defaults are `defaults.AUTOENCODER`, the experiment configs'.
+multiples. Field defaults are config.model's for 'autoencoder' (archs.py).
 """
 
 import functools
@@ -21,16 +21,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ae_research import defaults
+from ae_research import archs
 
-DOWNSAMPLE_KINDS = ('stride', 'avgpool', 'space_to_depth')
-UPSAMPLE_KINDS = ('pixel_shuffle', 'nearest', 'transpose')
-NORM_KINDS = ('none', 'batch', 'group', 'layer')
+# The kinds' names live in archs.py, which the config checks read.
+DOWNSAMPLE_KINDS = archs.DOWNSAMPLE_KINDS
+UPSAMPLE_KINDS = archs.UPSAMPLE_KINDS
+NORM_KINDS = archs.NORM_KINDS
 ACTIVATIONS = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu,
                'leaky_relu': nn.leaky_relu, 'tanh': jnp.tanh}
-OUTPUT_ACTIVATIONS = ('none', 'sigmoid')
+OUTPUT_ACTIVATIONS = archs.OUTPUT_ACTIVATIONS
 
-_D = defaults.AUTOENCODER
+_D = archs.get('autoencoder').defaults
 
 
 def downsampling(features: Sequence[int]) -> int:
@@ -330,15 +331,3 @@ TinyAutoencoder = functools.partial(Autoencoder, features=(8, 16),
 
 def count_params(params: Any) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
-
-
-MODEL_FIELDS = tuple(defaults.AUTOENCODER)
-
-
-def from_config(model_config: Any, out_features: int,
-                norm_axis_name: Optional[str] = None) -> Autoencoder:
-  """Builds the Autoencoder that `config.model` describes."""
-  kwargs = {k: model_config[k] for k in MODEL_FIELDS}
-  kwargs['features'] = tuple(kwargs['features'])
-  return Autoencoder(out_features=out_features, norm_axis_name=norm_axis_name,
-                     **kwargs)

@@ -188,7 +188,8 @@ def _train_batches(run: Run, data_state: Optional[dict[str, Any]]):
   resuming."""
   config, mesh = run.config, run.mesh
   resumed = None if data_state is None else input_pipeline.pipeline_of(data_state)
-  if input_pipeline.choose(config, run.train_source, resumed) == 'device':
+  if input_pipeline.choose(config, run.train_source, resumed,
+                          run.task.on_device(config)) == 'device':
     batches = device_data.DeviceBatches(run.train_source, run.task, config, mesh)
     logging.info('Training batches made on the device from %d images '
                  '(%.0f MB kept there).', len(run.train_source),
@@ -334,8 +335,7 @@ def _evaluate(run: Run, state: steps.TrainState, step: int,
   logging.info('Evaluating step %d.', step)
   if full is None and config.eval_whole_images:
     full = run.task.evaluate_images(parallel.local_copy(state), run.predict,
-                                    run.task, run.test_source, config,
-                                    classical=False)
+                                    run.test_source, config, classical=False)
   if full is not None:
     results = full['mean']['model']
   else:
@@ -383,12 +383,12 @@ def _final_report(run: Run, state: steps.TrainState) -> dict[str, Any]:
              'dataset': config.eval_dataset or config.dataset}
   if config.eval_whole_images:  # One pass scores the model and the baselines.
     full = task.evaluate_images(
-        parallel.local_copy(state), run.predict, task, run.test_source, config,
+        parallel.local_copy(state), run.predict, run.test_source, config,
         out_dir=os.path.join(run.workdir, 'eval') if run.is_chief else None,
         classical=config.eval_classical)
     _evaluate(run, state, step, full)
     summary.update(num_eval_examples=len(full['images']), **full['mean'],
-                   baseline=full['mean'][task.BASELINE_NAME])
+                   baseline=full['mean'][task.baseline_name(config)])
   else:
     model_results = _evaluate(run, state, step)
     metrics = functools.partial(task.metrics, config=config)
@@ -398,7 +398,7 @@ def _final_report(run: Run, state: steps.TrainState) -> dict[str, Any]:
         num_eval_examples=min(config.num_eval_examples, len(run.test_source)),
         model=model_results,
         baseline=evaluate_batches(baseline_step, state, _eval_batches(run), run.mesh))
-  logging.info('baseline (%s): %s', task.BASELINE_NAME,
+  logging.info('baseline (%s): %s', task.baseline_name(config),
                ' '.join(f'{k} {v:.4f}' for k, v in summary['baseline'].items()))
   if run.is_chief:
     summaries.write_json(os.path.join(run.workdir, 'metrics.json'), summary)
@@ -434,22 +434,6 @@ def eval_dir_name(name: str) -> str:
                            for c in name).strip('_')
 
 
-def _changed_corruption(stored: ml_collections.ConfigDict,
-                        config: ml_collections.ConfigDict) -> str:
-  """'_sigma15_sigma_range0-0' when the evaluation's config.denoise differs
-  from the trained run's (so scoring at several noise levels writes several
-  folders); '' when it is the same."""
-  same = lambda a, b: (tuple(a) == tuple(b) if isinstance(a, (list, tuple))
-                       else a == b)
-  parts = []
-  for k, v in config.denoise.items():
-    if not same(stored.denoise.get(k), v):
-      text = '-'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else (
-          f'{v:g}' if isinstance(v, float) else str(v))
-      parts.append(f'_{k}{text}')
-  return ''.join(parts)
-
-
 def evaluate_workdir(config: ml_collections.ConfigDict,
                      workdir: str) -> dict[str, Any]:
   """Scores the latest checkpoint of `workdir` on whole images of
@@ -457,21 +441,21 @@ def evaluate_workdir(config: ml_collections.ConfigDict,
   task's baselines; writes workdir/eval_<dataset>/results.{json,md} and PNGs.
 
   At most config.num_eval_examples images are scored (the first ones).
-  The corruption may differ from the trained run's (config.denoise, e.g. a
-  blind model scored at sigma 15): the folder's name then says how
-  (eval_Kodak24_sigma15_sigma_range0-0)."""
+  The task's group may differ from the trained run's where the task allows
+  (`Task.group_fixed_at_eval`; e.g. a blind denoiser scored at sigma 15):
+  the folder's name then says how (eval_Kodak24_sigma15_sigma_range0-0)."""
   mesh = parallel.make_mesh()
   config_lib.validate(config, num_devices=mesh.size)
   workdir_lib.require_run(workdir)
-  workdir_lib.check_workdir(config, workdir, workdir_lib.EVAL_FIXED_FIELDS)
+  workdir_lib.check_workdir(config, workdir, at_eval=True)
   task, model, _ = workdir_lib.build(config)
   name = config.eval_dataset or config.dataset
   source = datasets.get_source(config, 'test', name)
   state, step = workdir_lib.restore_latest(config, workdir)
-  out_dir = os.path.join(workdir, eval_dir_name(name) + _changed_corruption(
+  out_dir = os.path.join(workdir, eval_dir_name(name) + task.eval_label(
       workdir_lib.load_config(workdir), config))
   results = task.evaluate_images(
-      parallel.local_copy(state), jax.jit(steps.make_predict(model)), task,
+      parallel.local_copy(state), jax.jit(steps.make_predict(model)),
       source, config, out_dir=out_dir if jax.process_index() == 0 else None,
       max_images=config.num_eval_examples, classical=config.eval_classical)
   logging.info('step %d on %s (%d images), written to %s; means:\n%s', step,

@@ -17,29 +17,17 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from ae_research import aec, checkpointing, errors, parallel, steps, summaries, tiling
-from ae_research import tasks
-from configs import default as default_config
+from ae_research import aec, base_config, checkpointing, errors, parallel, steps
+from ae_research import summaries, tasks, tiling
 
 
 class WorkdirMismatch(errors.UserError, ValueError):
   """The workdir holds no run, or a run of a different model, task or data."""
 
 
-# A resumed run must agree with the stored config on these, or it would end
-# neither as the stored run nor as a fresh one (the data position counts
-# batches, the learning-rate schedule spans num_train_steps); the rest
-# (logging, evaluation, checkpoint frequency...) may change between runs.
-FIXED_FIELDS = ('task', 'dataset', 'model', 'shapes', 'denoise', 'sr',
-                'compress', 'seed', 'patch_size', 'augment', 'batch_size',
-                'num_train_steps', 'optimizer', 'init_from')
-# Scoring a trained run may change everything but what its parameters mean:
-# e.g. the noise level of a denoising run (a blind model at sigma 15, 25, 50).
-EVAL_FIXED_FIELDS = ('task', 'model', 'sr', 'compress')
-
-
-def _defaults() -> dict:
-  return json.loads(default_config.get_config().to_json_best_effort())
+def _defaults(task: str) -> dict:
+  """Today's defaults of a `task` run (`base_config`)."""
+  return json.loads(base_config.get_config(task).to_json_best_effort())
 
 
 def _stored(stored: dict, defaults: dict, key: str) -> Any:
@@ -55,15 +43,18 @@ def _stored(stored: dict, defaults: dict, key: str) -> Any:
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str,
-                  fields: tuple[str, ...] = FIXED_FIELDS) -> None:
-  """Stores the config in `workdir`, or checks its `fields` against the
-  stored one."""
+                  at_eval: bool = False) -> None:
+  """Stores the config in `workdir`, or checks it against the stored one:
+  the fields a resumed run keeps, or (`at_eval`) those a scored run keeps
+  (`base_config.fixed_fields`)."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
-    defaults = _defaults()  # A field the stored run predates: its default.
+    fields = base_config.fixed_fields(config.task, at_eval)
+    # A field the stored run predates: its default.
+    defaults = _defaults(stored.get('task', config.task))
     differ = [k for k in fields
               if _stored(stored, defaults, k) != current.get(k)]
     if differ:
@@ -99,7 +90,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   require_run(workdir)
   with open(os.path.join(workdir, 'config.json')) as f:
     stored = json.load(f)
-  return ml_collections.ConfigDict(_merge(_defaults(), stored))
+  return ml_collections.ConfigDict(_merge(_defaults(stored.get('task', 'colorize')), stored))
 
 
 def build(config: ml_collections.ConfigDict, norm_axis_name: Optional[str] = None
@@ -174,10 +165,14 @@ def warm_start(config: ml_collections.ConfigDict, state: steps.TrainState,
 
 def load_codec(workdir: str, step: Optional[int] = None,
                plan: tiling.Tiling = tiling.Tiling()) -> aec.Codec:
-  """The codec of the latest checkpoint (or `step`) of a compression run."""
+  """The codec of the latest checkpoint (or `step`) of a run whose task
+  makes one (`Task.codec`: compression)."""
   config = load_config(workdir)
-  if config.get('task') != 'compress':
-    raise WorkdirMismatch(f'{workdir} holds a {config.get("task")!r} run, not a '
-                          "compression model (config.task='compress')")
+  task = tasks.get(config.task)
+  if type(task).codec is tasks.base.Task.codec:
+    with_codec = [t.name for t in tasks.TASKS.values()
+                  if type(t).codec is not tasks.base.Task.codec]
+    raise WorkdirMismatch(f'{workdir} holds a {task.name!r} run, which makes no '
+                          f'codec; give a run of config.task in {with_codec}')
   state, _ = restore_latest(config, workdir, step)
-  return aec.Codec.from_config(config, state.params, state.model_state, plan)
+  return task.codec(config, state, plan)

@@ -29,19 +29,25 @@ upsample once, at the end, with a sub-pixel convolution).
   in, `scale` times larger out. With `bicubic_skip` they add their output
   to a bicubic upsampling of the input (learning only the missing detail).
 
-`from_config(config.model, out_features, ...)` builds the model that
-`config.model.arch` names, with the fields of `defaults.ARCHS[arch]`.
+Each is declared in `ae_research/archs.py` (its config fields, defaults,
+checks, smoke sizes and capabilities), which names its class here; the
+classes read their defaults from there, and this module checks at import
+that every declaration and its class agree. `from_config(config.model,
+out_features, ...)` builds the model that `config.model.arch` names: the
+one way to build an image-to-image model from a config (the compression
+task's codecs, a family of their own, are `compression.from_config`).
 """
 
+import dataclasses
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ae_research import defaults, models
+from ae_research import archs, models
 
-_ARCHS = defaults.ARCHS
+Autoencoder = models.Autoencoder  # config.model.arch 'autoencoder'.
 
 
 def _residual_base(x_BxHxWxC: jax.Array, out_features: int) -> jax.Array:
@@ -81,13 +87,16 @@ class PlainStack(nn.Module):
     return nn.Conv(self.out_features, (3, 3), name='last')(x)
 
 
+_DNCNN = archs.get('dncnn').defaults
+
+
 class DnCNN(nn.Module):
   """A plain stack of 3x3 convolutions at full resolution; with `residual`
   it predicts the noise and returns input minus noise."""
-  depth: int = _ARCHS['dncnn']['depth']
-  width: int = _ARCHS['dncnn']['width']
-  norm: str = _ARCHS['dncnn']['norm']
-  residual: bool = _ARCHS['dncnn']['residual']
+  depth: int = _DNCNN['depth']
+  width: int = _DNCNN['width']
+  norm: str = _DNCNN['norm']
+  residual: bool = _DNCNN['residual']
   out_features: int = 3
   norm_axis_name: Optional[str] = None
 
@@ -104,16 +113,19 @@ class DnCNN(nn.Module):
     return y
 
 
+_FFDNET = archs.get('ffdnet').defaults
+
+
 class FFDNet(nn.Module):
   """Half resolution after pixel unshuffle, with a noise-level map.
 
   The input's last channel is the noise map (sigma / 255 at every pixel);
   the others are the noisy image. Sides of any size (padded to even).
   """
-  depth: int = _ARCHS['ffdnet']['depth']
-  width: int = _ARCHS['ffdnet']['width']
-  norm: str = _ARCHS['ffdnet']['norm']
-  residual: bool = _ARCHS['ffdnet']['residual']
+  depth: int = _FFDNET['depth']
+  width: int = _FFDNET['width']
+  norm: str = _FFDNET['norm']
+  residual: bool = _FFDNET['residual']
   out_features: int = 3
   norm_axis_name: Optional[str] = None
 
@@ -139,6 +151,9 @@ class FFDNet(nn.Module):
     return y[:, :h, :w]
 
 
+_UNET = archs.get('unet').defaults
+
+
 class UNet(nn.Module):
   """Per entry f of `features`: `blocks_per_level` convolutions of f
   channels, then (but for the last) a downsampling; the decoder upsamples,
@@ -147,14 +162,14 @@ class UNet(nn.Module):
   Any input size (padded to multiples of `downsampling`). With `residual`
   the output is added to the input (1 channel: to every output channel).
   """
-  features: Sequence[int] = _ARCHS['unet']['features']
-  blocks_per_level: int = _ARCHS['unet']['blocks_per_level']
-  downsample: str = _ARCHS['unet']['downsample']
-  upsample: str = _ARCHS['unet']['upsample']
-  norm: str = _ARCHS['unet']['norm']
-  activation: str = _ARCHS['unet']['activation']
-  output_activation: str = _ARCHS['unet']['output_activation']
-  residual: bool = _ARCHS['unet']['residual']
+  features: Sequence[int] = _UNET['features']
+  blocks_per_level: int = _UNET['blocks_per_level']
+  downsample: str = _UNET['downsample']
+  upsample: str = _UNET['upsample']
+  norm: str = _UNET['norm']
+  activation: str = _UNET['activation']
+  output_activation: str = _UNET['output_activation']
+  residual: bool = _UNET['residual']
   out_features: int = 3
   norm_axis_name: Optional[str] = None
 
@@ -222,13 +237,16 @@ class _SuperResolution(nn.Module):
     return y
 
 
+_ESPCN = archs.get('espcn').defaults
+
+
 class ESPCN(_SuperResolution):
   """5x5 then 3x3 convolutions at low resolution (`widths`), tanh, then the
   sub-pixel layer."""
   scale: int = 3
-  widths: Sequence[int] = _ARCHS['espcn']['widths']
-  activation: str = _ARCHS['espcn']['activation']
-  bicubic_skip: bool = _ARCHS['espcn']['bicubic_skip']
+  widths: Sequence[int] = _ESPCN['widths']
+  activation: str = _ESPCN['activation']
+  bicubic_skip: bool = _ESPCN['bicubic_skip']
   out_features: int = 3
   norm_axis_name: Optional[str] = None  # Unused: no normalization.
 
@@ -244,15 +262,18 @@ class ESPCN(_SuperResolution):
     return self.finish(x_BxHxWxC, x)
 
 
+_FSRCNN = archs.get('fsrcnn').defaults
+
+
 class FSRCNN(_SuperResolution):
   """Feature extraction (5x5, `width`), shrinking (1x1, `shrink`),
   `mapping_layers` 3x3 convolutions, expanding (1x1, `width`), PReLU
   after each; then the sub-pixel layer."""
   scale: int = 3
-  width: int = _ARCHS['fsrcnn']['width']
-  shrink: int = _ARCHS['fsrcnn']['shrink']
-  mapping_layers: int = _ARCHS['fsrcnn']['mapping_layers']
-  bicubic_skip: bool = _ARCHS['fsrcnn']['bicubic_skip']
+  width: int = _FSRCNN['width']
+  shrink: int = _FSRCNN['shrink']
+  mapping_layers: int = _FSRCNN['mapping_layers']
+  bicubic_skip: bool = _FSRCNN['bicubic_skip']
   out_features: int = 3
   norm_axis_name: Optional[str] = None  # Unused: no normalization.
 
@@ -269,6 +290,9 @@ class FSRCNN(_SuperResolution):
     return self.finish(x_BxHxWxC, x)
 
 
+_EDSR = archs.get('edsr').defaults
+
+
 class EDSR(_SuperResolution):
   """A 3x3 head, `num_blocks` residual blocks (conv, ReLU, conv, scaled by
   `res_scale`) and a 3x3 convolution with a long skip over them, all at low
@@ -276,10 +300,10 @@ class EDSR(_SuperResolution):
   channels and pixel shuffle (x4 in two x2 steps), and a 3x3 convolution to
   the output channels."""
   scale: int = 3
-  num_blocks: int = _ARCHS['edsr']['num_blocks']
-  width: int = _ARCHS['edsr']['width']
-  res_scale: float = _ARCHS['edsr']['res_scale']
-  bicubic_skip: bool = _ARCHS['edsr']['bicubic_skip']
+  num_blocks: int = _EDSR['num_blocks']
+  width: int = _EDSR['width']
+  res_scale: float = _EDSR['res_scale']
+  bicubic_skip: bool = _EDSR['bicubic_skip']
   out_features: int = 3
   norm_axis_name: Optional[str] = None  # Unused: no normalization.
 
@@ -304,36 +328,70 @@ class EDSR(_SuperResolution):
     return y + 0.5
 
 
-ARCHS = {
-    'autoencoder': models.Autoencoder,
-    'unet': UNet,
-    'dncnn': DnCNN,
-    'ffdnet': FFDNet,
-    'espcn': ESPCN,
-    'fsrcnn': FSRCNN,
-    'edsr': EDSR,
-}
-# Low resolution in, `scale` times larger out.
-SUPER_RESOLUTION_ARCHS = ('espcn', 'fsrcnn', 'edsr')
-# The input's last channel is the noise map.
-NOISE_MAP_ARCHS = ('ffdnet',)
-assert set(ARCHS) == set(_ARCHS), 'defaults.ARCHS and zoo.ARCHS must agree'
+def model_class(arch: archs.Arch) -> type[nn.Module]:
+  """The class of this module that `arch` names, checked against its
+  declaration: every declared field is a field of the class with the
+  declared default, and the class has what the loop uses. Raises
+  archs.ArchError naming the architecture and what is missing where."""
+  where = (f'architecture {arch.name!r} (ae_research/archs.py) names '
+           f'module={arch.module!r}')
+  cls = globals().get(arch.module)
+  if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    raise archs.ArchError(f'{where}, but ae_research/zoo.py has no linen '
+                          f'module of that name: define class '
+                          f'{arch.module}(nn.Module) there')
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  needed = list(arch.fields) + ['out_features', 'norm_axis_name'] + (
+      ['scale'] if arch.low_resolution else [])
+  missing = [name for name in needed if name not in fields]
+  if missing:
+    raise archs.ArchError(f'{where}; zoo.{arch.module} lacks the field(s) '
+                          f'{missing}: add them to the class')
+  for name, declared in arch.fields.items():
+    default = fields[name].default
+    if default is not dataclasses.MISSING and default != declared.default:
+      raise archs.ArchError(
+          f'{where}; zoo.{arch.module}.{name} defaults to {default!r} but the '
+          f'declaration says {declared.default!r}: read it from there '
+          f"(archs.get({arch.name!r}).defaults[{name!r}])")
+  for attribute in ('downsampling', 'upscale'):
+    if not hasattr(cls, attribute):
+      raise archs.ArchError(f'{where}; zoo.{arch.module} has no '
+                            f'{attribute!r}: give it as a class attribute '
+                            'or a property (see this module\'s docstring)')
+  return cls
+
+
+def check_registry() -> None:
+  """Raises archs.ArchError if a declared architecture and its class
+  disagree."""
+  for arch in archs.REGISTRY.values():
+    model_class(arch)
+
+
+check_registry()
+
+# The names of the architectures with each capability (archs.Arch has the
+# flags; these are for membership tests).
+SUPER_RESOLUTION_ARCHS = tuple(
+    name for name, arch in archs.REGISTRY.items() if arch.low_resolution)
+NOISE_MAP_ARCHS = tuple(
+    name for name, arch in archs.REGISTRY.items() if arch.noise_map)
 
 
 def from_config(model_config: Any, out_features: int,
                 norm_axis_name: Optional[str] = None,
                 scale: int = 1) -> nn.Module:
-  """The model `config.model` describes: `config.model.arch` names it, and
-  its fields (those of `defaults.ARCHS[arch]`) configure it. `scale` is the
-  super-resolution factor of the low-resolution models."""
-  arch = model_config.get('arch', 'autoencoder')
-  if arch not in ARCHS:
-    raise ValueError(f'config.model.arch={arch!r}; choose one of {tuple(ARCHS)}')
-  kwargs = {k: model_config[k] for k in _ARCHS[arch]}
+  """The model `config.model` describes: `config.model.arch` names it (see
+  archs.py), and its fields configure it. `scale` is the super-resolution
+  factor of the models that take the low-resolution image; the others
+  ignore it."""
+  arch = archs.get(model_config.get('arch', 'autoencoder'))
+  kwargs = {k: model_config[k] for k in arch.fields}
   for k, v in kwargs.items():
     if isinstance(v, list):
       kwargs[k] = tuple(v)
-  if arch in SUPER_RESOLUTION_ARCHS:
+  if arch.low_resolution:
     kwargs['scale'] = scale
-  return ARCHS[arch](out_features=out_features, norm_axis_name=norm_axis_name,
-                     **kwargs)
+  return model_class(arch)(out_features=out_features,
+                           norm_axis_name=norm_axis_name, **kwargs)

@@ -18,234 +18,20 @@ Every run's final train state (parameters, optimizer state, batch
 statistics, step) is compared with the reference's, bit for bit. Prints
 each kill, `N/N runs bit-identical`, and any start that failed without being
 killed. Exit status 1 when a run is not bit-identical or did not resume.
+The launches, the killer and the comparison are `ae_research.kill_resume`'s.
 """
 
 import argparse
-import dataclasses
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from typing import Optional
 
-import jax
-import numpy as np
-
-from ae_research import workdir as workdir_lib
+from ae_research import kill_resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TMP_SUFFIX = '.orbax-checkpoint-tmp'
-# Log lines that start a phase of a run (train.py), and its phases' names.
-PHASES = (('Training batches made', 'training'),
-          ('Evaluating step', 'evaluation'),
-          ('Final report', 'final report'))
-
-
-@dataclasses.dataclass
-class Kill:
-  plan: str  # What the killer waited for: save, evaluation, final, any.
-  seconds: float  # After the start.
-  landed: str  # Where it landed: inside a save, evaluation, training...
-
-
-class Launch:
-  """One start of the command; its log lines are read as they come."""
-
-  def __init__(self, command: list[str], env: dict):
-    self.started = time.monotonic()
-    self.proc = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                 text=True)
-    self.lines: list[str] = []
-    self.phase = 'startup'
-    self._reader = threading.Thread(target=self._read, daemon=True)
-    self._reader.start()
-
-  def _read(self):
-    for line in self.proc.stdout:
-      self.lines.append(line)
-      if self.phase == 'final report':
-        continue  # Its own evaluation is part of it.
-      for marker, phase in PHASES:
-        if marker in line:
-          self.phase = phase
-      if 'eval step' in line and self.phase == 'evaluation':
-        self.phase = 'training'
-
-  def running(self) -> bool:
-    return self.proc.poll() is None
-
-  def elapsed(self) -> float:
-    return time.monotonic() - self.started
-
-  def finish(self) -> int:
-    rc = self.proc.wait()
-    self._reader.join()
-    return rc
-
-
-def _tmp_dirs(workdir: str) -> set[str]:
-  ckpts = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(ckpts):
-    return set()
-  return {n for n in os.listdir(ckpts) if TMP_SUFFIX in n}
-
-
-def _wait_for(launch: Launch, plan: str, rng: np.random.Generator,
-              workdir: str, duration: float, save_delay: float) -> bool:
-  """Waits for the moment `plan` asks for; False if the run ended first."""
-  if plan == 'any':
-    deadline = rng.uniform(0.0, duration)  # A resumed start may end first.
-    while launch.running() and launch.elapsed() < deadline:
-      time.sleep(0.005)
-  elif plan == 'save':
-    skip = int(rng.integers(0, 3))  # Which of the next saves.
-    old = _tmp_dirs(workdir)  # Left by an earlier kill.
-    while launch.running():
-      new = _tmp_dirs(workdir) - old
-      if new and not skip:
-        time.sleep(rng.uniform(0.0, save_delay))
-        break
-      if new:  # Let this save finish; wait for another.
-        skip -= 1
-        while launch.running() and _tmp_dirs(workdir) & new:
-          time.sleep(0.001)
-      time.sleep(0.001)
-  else:  # The evaluation or the final report.
-    want = 'evaluation' if plan == 'evaluation' else 'final report'
-    while launch.running() and launch.phase != want:
-      time.sleep(0.002)
-    time.sleep(rng.uniform(0.0, 0.5 if plan == 'evaluation' else 1.5))
-  return launch.running()
-
-
-def _kill(launch: Launch, sig: int, plan: str, rng, workdir: str,
-          duration: float, save_delay: float) -> Optional[Kill]:
-  """Kills the launch at the moment of `plan`; None if it ended first."""
-  tmp_before = _tmp_dirs(workdir)
-  if not _wait_for(launch, plan, rng, workdir, duration, save_delay):
-    return None
-  phase, seconds = launch.phase, launch.elapsed()
-  launch.proc.send_signal(sig)
-  launch.finish()
-  if sig == signal.SIGKILL:
-    left = _tmp_dirs(workdir) - tmp_before
-    landed = (f'inside the save of step {min(left, key=len).split(".")[0]}'
-              if left else phase)
-  else:
-    landed = phase
-  return Kill(plan, seconds, landed)
-
-
-def _final_state(config, workdir: str):
-  state, step = workdir_lib.restore_latest(config, workdir)
-  return step, [np.asarray(x) for x in jax.tree.leaves(state)]
-
-
-def _same(a, b) -> bool:
-  return len(a) == len(b) and all(
-      x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-      for x, y in zip(a, b))
-
-
-def run_series(root: str, command: list[str], env: dict, sig: int, runs: int,
-               plans: list[str], weights: list[float], seed: int,
-               reference, duration: float, config, max_kills: int = 3,
-               save_delay: float = 0.04, log=print) -> dict:
-  """`runs` runs, each killed 1 to `max_kills` times with `sig` then run to
-  the end; their final states compared with `reference`. A kill waiting
-  for a save comes 0 to `save_delay` seconds after the save began."""
-  rng = np.random.default_rng(seed)
-  name = signal.Signals(sig).name
-  results = {'identical': 0, 'runs': runs, 'kills': [], 'failed': []}
-  for i in range(runs):
-    workdir = os.path.join(root, f'{name.lower()}_{i}')
-    args = command + [f'--workdir={workdir}']
-    kills, wanted = [], int(rng.integers(1, max_kills + 1))
-    while len(kills) < wanted:
-      plan = str(rng.choice(plans, p=weights))
-      launch = Launch(args, env)
-      kill = _kill(launch, sig, plan, rng, workdir, duration, save_delay)
-      if kill is None:  # It finished before the moment came.
-        launch.finish()
-        if kills:
-          break
-        shutil.rmtree(workdir)  # Every run is killed at least once.
-        continue
-      kills.append(kill)
-      rc = launch.proc.returncode
-      if sig == signal.SIGTERM and rc not in (0, 143, -signal.SIGTERM):
-        results['failed'].append((workdir, f'exit {rc} after SIGTERM',
-                                  ''.join(launch.lines[-15:])))
-    launch = Launch(args, env)  # Runs to the end.
-    rc = launch.finish()
-    if rc != 0:
-      with open(os.path.join(root, f'{name.lower()}_{i}.log'), 'w') as f:
-        f.writelines(launch.lines)
-      results['failed'].append((workdir, f'the last start exited with {rc}',
-                                ''.join(launch.lines[-15:])))
-      log(f'{name} run {i + 1}: did not resume (exit {rc})')
-      continue
-    step, state = _final_state(config, workdir)
-    same = step == reference[0] and _same(state, reference[1])
-    results['identical'] += same
-    results['kills'].extend(kills)
-    log(f'{name} run {i + 1}: ' + ', '.join(
-        f'{k.seconds:.2f} s ({k.landed}; waited for: {k.plan})' for k in kills)
-        + f' -> {"bit-identical" if same else "DIFFERENT"} at step {step}')
-  return results
-
-
-def _summary(name: str, results: dict) -> str:
-  kills = results['kills']
-  where = {}
-  for k in kills:
-    key = 'inside a save' if k.landed.startswith('inside') else k.landed
-    where[key] = where.get(key, 0) + 1
-  lines = [f'{name}: {results["identical"]}/{results["runs"]} runs bit-identical; '
-           f'{len(kills)} kills: ' + ', '.join(
-               f'{n} {k}' for k, n in sorted(where.items(), key=lambda x: -x[1]))]
-  for workdir, why, tail in results['failed']:
-    lines.append(f'  did not resume: {workdir}: {why}\n{tail}')
-  return '\n'.join(lines)
-
-
-def command(root: str, steps: int) -> list[str]:
-  """The training command every start runs (a workdir flag is added)."""
-  return [sys.executable, '-m', 'ae_research.main',
-          '--config=configs/colorize.py:smoke',
-          f'--config.data_dir={os.path.join(root, "data")}',
-          f'--config.num_train_steps={steps}',
-          '--config.checkpoint_every_steps=3', '--config.eval_every_steps=8',
-          '--config.log_every_steps=4', '--config.keep_checkpoints=3']
-
-
-def environment(root: str) -> dict:
-  """The starts share a compilation cache (they start faster; the same
-  executables run)."""
-  return dict(os.environ,
-              JAX_COMPILATION_CACHE_DIR=os.path.join(root, 'jax_cache'),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-
-
-def reference_run(root: str, cmd: list[str], env: dict, timed: bool = True):
-  """(config, (step, final state), seconds a start takes) of an
-  uninterrupted run; `timed` runs a second one, with warm caches, to time."""
-  workdir = os.path.join(root, 'reference')
-  launch = Launch(cmd + [f'--workdir={workdir}'], env)
-  if launch.finish() != 0:
-    raise RuntimeError('the reference run failed:\n' + ''.join(launch.lines[-30:]))
-  duration = launch.elapsed()
-  if timed:
-    again = Launch(cmd + [f'--workdir={workdir}_timed'], env)
-    again.finish()
-    duration = again.elapsed()
-  config = workdir_lib.load_config(workdir)
-  return config, _final_state(config, workdir), duration
 
 
 def main():
@@ -260,20 +46,21 @@ def main():
   root = args.root or tempfile.mkdtemp(prefix='kill_resume_')
   os.makedirs(root, exist_ok=True)
   start = time.monotonic()
-  cmd, env = command(root, args.steps), environment(root)
-  config, reference, duration = reference_run(root, cmd, env)
+  cmd = kill_resume.command(root, args.steps, ROOT)
+  env = kill_resume.environment(root, ROOT)
+  config, reference, duration = kill_resume.reference_run(root, cmd, env)
   print(f'reference: step {reference[0]}, one run takes about {duration:.0f} s',
         flush=True)
   log = lambda s: print(s, flush=True)
   plans = ['save', 'evaluation', 'final', 'any']
-  kill = run_series(root, cmd, env, signal.SIGKILL, args.runs, plans,
-                    [0.5, 0.15, 0.15, 0.2], args.seed, reference, duration,
-                    config, log=log)
-  term = run_series(root, cmd, env, signal.SIGTERM, args.sigterm_runs, plans,
-                    [0.3, 0.1, 0.1, 0.5], args.seed + 1, reference, duration,
-                    config, max_kills=2, log=log)
-  print(_summary('SIGKILL', kill))
-  print(_summary('SIGTERM', term))
+  kill = kill_resume.run_series(
+      root, cmd, env, signal.SIGKILL, args.runs, plans, [0.5, 0.15, 0.15, 0.2],
+      args.seed, reference, duration, config, log=log)
+  term = kill_resume.run_series(
+      root, cmd, env, signal.SIGTERM, args.sigterm_runs, plans, [0.3, 0.1, 0.1, 0.5],
+      args.seed + 1, reference, duration, config, max_kills=2, log=log)
+  print(kill_resume.summary('SIGKILL', kill))
+  print(kill_resume.summary('SIGTERM', term))
   print(f'{time.monotonic() - start:.0f} s in all; workdirs in {root}')
   if not args.keep and not args.root:
     shutil.rmtree(root, ignore_errors=True)

@@ -5,7 +5,8 @@
 
 `twin` builds, in PyTorch, the architecture that
 `zoo.from_config(config.model, out_features, scale=scale)` builds in flax,
-for every `config.model.arch` of `zoo.ARCHS`; `twin_factorized` that of
+for each `config.model.arch` in `TWINS` (an architecture without a twin
+raises `NoTwin`, and the benchmark skips its row); `twin_factorized` that of
 `compression.FactorizedPrior`. Same layers in the same order, same widths,
 kernel sizes, strides and padding, hence the same parameter count and the
 same computation per step; not the same numbers (initialization differs, and
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_research import defaults
+from ae_research import archs
 
 ACTIVATIONS = {
     'relu': nn.ReLU,
@@ -339,7 +340,8 @@ class EDSR(nn.Module):
     return y + 0.5
 
 
-ARCHS = {
+# The twin of each architecture of ae_research/archs.py that has one.
+TWINS = {
     'autoencoder': Autoencoder,
     'unet': UNet,
     'dncnn': DnCNN,
@@ -348,20 +350,25 @@ ARCHS = {
     'fsrcnn': fsrcnn,
     'edsr': EDSR,
 }
-SUPER_RESOLUTION_ARCHS = ('espcn', 'fsrcnn', 'edsr')
-assert set(ARCHS) == set(defaults.ARCHS), 'twins for every zoo architecture'
+
+
+class NoTwin(LookupError):
+  """The architecture has no PyTorch twin here."""
 
 
 def twin(model_config: Any, in_features: int, out_features: int,
          scale: int = 1) -> nn.Module:
   """The PyTorch twin of `zoo.from_config(model_config, out_features,
   scale=scale)`, taking inputs of `in_features` channels."""
-  arch = model_config.get('arch', 'autoencoder')
-  fields = {k: model_config[k] for k in defaults.ARCHS[arch]}
-  if arch in SUPER_RESOLUTION_ARCHS:
+  arch = archs.get(model_config.get('arch', 'autoencoder'))
+  if arch.name not in TWINS:
+    raise NoTwin(f'no PyTorch twin of config.model.arch={arch.name!r}: add '
+                 'one to TWINS in benchmarks/torch_twins.py')
+  fields = {k: model_config[k] for k in arch.fields}
+  if arch.low_resolution:
     fields['scale'] = scale
-  return ARCHS[arch](in_features=in_features, out_features=out_features,
-                     **fields)
+  return TWINS[arch.name](in_features=in_features, out_features=out_features,
+                          **fields)
 
 
 # ----------------------------------------------------------- compression

@@ -10,7 +10,8 @@
 Times the full training step (forward, backward, Adam update) after
 compilation and warm-up, in one process on one device, on identical shapes
 and architectures (the PyTorch twins are benchmarks/torch_twins.py; every row
-asserts equal parameter counts). Variants:
+asserts equal parameter counts, and a model without a twin is printed as
+skipped). Variants:
 
 - jax: `steps.make_train_step` jitted with the state donated, computing in
   float32 and in bfloat16 (float32 parameters and optimizer state).
@@ -20,18 +21,17 @@ asserts equal parameter counts). Variants:
   this device prints n/a, and why below the row.
 
 Rows: the experiments' photo models and the reference models, each built as
-the training loop builds it from its config (`configs/TASK.py` variant
-after the colon): batch config.batch_size (--batch), patches of
-config.patch_size, the super-resolution models of zoo.SUPER_RESOLUTION_ARCHS
+the training loop builds it from its config (`configs/TASK.py` variant after
+the colon): batch config.batch_size (--batch), patches of config.patch_size,
+the models that take the low-resolution image (archs.Arch.low_resolution)
 taking patch_size / scale. Loss: MSE; for compress the rate-distortion loss
-lambda * 255^2 * MSE + bpp. Printed per row: parameters, input shape,
-images/s of each variant, the FLOP/s the jax steps achieve (XLA's cost
-analysis of the compiled step times steps/s) and their fraction of the
-device's peak (known for H100 SXM and H200: dense bf16 989 TFLOP/s for the
-bfloat16 step, TF32 494.7 TFLOP/s for the float32 one), and jax best /
-torch best. `--device auto` runs on the GPU when both jax and torch see one.
-On a GPU, float32 means TF32 in both (jax's default precision; torch is set
-to match).
+lambda * 255^2 * MSE + bpp. Printed per row: parameters, input shape, images/s
+of each variant, the FLOP/s the jax steps achieve (XLA's cost analysis of the
+compiled step times steps/s) and their fraction of the device's peak (known
+for H100 SXM and H200: dense bf16 989 TFLOP/s for the bfloat16 step, TF32
+494.7 TFLOP/s for the float32 one), and jax best / torch best. `--device auto`
+runs on the GPU when both jax and torch see one. On a GPU, float32 means TF32
+in both (jax's default precision; torch is set to match).
 
 On a 2-core CPU the jax step is 0.24x to 0.58x PyTorch's (README,
 "Accelerators and speed"): per layer, XLA:CPU's convolutions are about half
@@ -61,8 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ae_research import entropy_models, models, steps, tasks, zoo
-from configs import colorize, compress, denoise, super_resolution
+from ae_research import archs, entropy_models, models, steps, tasks
+from configs import colorize, compress, default, denoise, super_resolution
 try:
   import torch
   import torch_twins
@@ -103,6 +103,7 @@ class Row:
   in_channels: int
   out_channels: int = 3
   lmbda: Optional[float] = None  # Rate-distortion loss (compress) or MSE.
+  skip: str = ''  # Why the row is not timed (no PyTorch twin), or ''.
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -152,25 +153,28 @@ def build_row(name: str, config: Any, batch: Optional[int] = None,
   task = tasks.get(config.task)
   model = task.make_model(config)
   low_resolution = (config.task == 'super_resolution' and
-                    config.model.arch in zoo.SUPER_RESOLUTION_ARCHS)
+                    archs.get(config.model.arch).low_resolution)
   scale = config.sr.scale if low_resolution else 1
   multiple = model.downsampling * scale
   patch = patch or config.patch_size or config.shapes.image_size
   patch = -(-patch // multiple) * multiple
   in_channels = task.input_channels(config)
+  skip = ''
   if config.task == 'compress':
     if config.compress.model != 'factorized':
-      raise ValueError(f'{name}: no PyTorch twin of compress.model='
-                       f'{config.compress.model!r}')
+      skip = f'no PyTorch twin of compress.model={config.compress.model!r}'
     m = config.model
     make_twin = lambda: torch_twins.twin_factorized(
         tuple(m.features), m.latent_features, m.upsample)
     lmbda = config.compress.lmbda
   else:
+    if torch_twins is not None and config.model.arch not in torch_twins.TWINS:
+      skip = (f'no PyTorch twin of config.model.arch={config.model.arch!r} in '
+              'benchmarks/torch_twins.py')
     make_twin = lambda: torch_twins.twin(config.model, in_channels, 3, scale)
     lmbda = None
   return Row(name, model, make_twin, batch or config.batch_size,
-             patch // scale, patch, in_channels, lmbda=lmbda)
+             patch // scale, patch, in_channels, lmbda=lmbda, skip=skip)
 
 
 # ------------------------------------------------------------------ jax
@@ -408,10 +412,13 @@ def check_configs() -> list[tuple[str, Any]]:
   config = denoise.get_config('unet')
   config.model.downsample, config.model.upsample = 'stride', 'transpose'
   out.append(('denoise:unet stride+transpose', config))
+  skipping = [a.name for a in archs.REGISTRY.values()
+              if a.low_resolution and 'bicubic_skip' in a.fields]
   for scale in (2, 3, 4):
-    for arch in torch_twins.SUPER_RESOLUTION_ARCHS:
-      config = super_resolution.get_config(arch)
-      config.sr.scale, config.model.bicubic_skip = scale, True
+    for arch in skipping:
+      config = super_resolution.get_config()
+      default.use_arch(config, arch, bicubic_skip=True)
+      config.sr.scale = scale
       out.append((f'super_resolution:{arch} x{scale} bicubic_skip', config))
   config = denoise.get_config('ffdnet')
   config.model.residual = False
@@ -430,6 +437,9 @@ def check_twins(rows: list[Row]) -> None:
   output shape (one image, inference mode)."""
   failed = []
   for row in rows:
+    if row.skip:
+      print(f'{row.name:48s} skipped: {row.skip}', flush=True)
+      continue
     variables = jax_variables(row)
     n_jax, n_torch = count_shapes(variables['params']), torch_params(row)
     x = jax.ShapeDtypeStruct((1,) + row.input_shape[1:], jnp.float32)
@@ -440,7 +450,8 @@ def check_twins(rows: list[Row]) -> None:
     if row.lmbda is None:
       shapes = (pred.shape,), (tuple(out.permute(0, 2, 3, 1).shape),)
     else:
-      shapes = ((pred['output'].shape, entropy_models.bits(pred['likelihoods']).shape),
+      bits = jax.eval_shape(entropy_models.bits, pred['likelihoods'])
+      shapes = ((pred['output'].shape, bits.shape),
                 (tuple(out[0].permute(0, 2, 3, 1).shape), tuple(out[1].shape)))
     ok = n_jax == n_torch and shapes[0] == shapes[1]
     print(f'{row.name:48s} jax {n_jax:9,d} torch {n_torch:9,d} params, '
@@ -449,7 +460,8 @@ def check_twins(rows: list[Row]) -> None:
     if not ok:
       failed.append(row.name)
   assert not failed, f'twins differ from the flax models: {failed}'
-  print(f'{len(rows)} twins: equal parameter counts and output shapes')
+  checked = sum(not row.skip for row in rows)
+  print(f'{checked} twins: equal parameter counts and output shapes')
 
 
 def pick_device(name: str) -> str:
@@ -544,6 +556,10 @@ def main():
     peaks = peak_flops(name) if device == 'cuda' else {}
     table, notes = [], []
     for row in rows:
+      if row.skip:
+        notes.append(f'{row.name} skipped: {row.skip}')
+        print(f'{row.name} skipped: {row.skip}', flush=True)
+        continue
       n_jax = count_shapes(jax_variables(row)['params'])
       n_torch = torch_params(row) if torch is not None else n_jax
       assert n_jax == n_torch, f'{row.name}: jax {n_jax} != torch {n_torch} params'

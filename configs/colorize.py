@@ -23,8 +23,7 @@ def _photos(config):
 
 
 def get_config(variant: str = ''):
-  config = default.get_config()
-  config.task = 'colorize'
+  config = default.get_config('colorize')
   config.dataset = 'shapes'
   return default.apply_variant(config, variant, {
       'photos': _photos,

@@ -47,8 +47,7 @@ def _published(n, m):
 
 
 def get_config(variant: str = ''):
-  config = default.get_config()
-  config.task = 'compress'
+  config = default.get_config('compress')
   default.photo_training(config)
   config.compress.lmbda = 0.006
   # Patches of 128: with 64, the model learned border effects of a 4x4 latent

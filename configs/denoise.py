@@ -6,6 +6,7 @@
       --mode=eval --config.eval_dataset=folder:../shared/testsets/Set14
 
 Variants: blind (sigma drawn from 0-50), salt_and_pepper, mask, crosshair,
+jpeg (artifacts of JPEG qualities 10-40),
 and smoke (seconds); the reference models (ae_research/zoo.py): dncnn
 (17 x 64, batch norm, predicts the noise), ffdnet (half resolution, the noise
 level as an input map; with blind, one model for sigma 0-50) and unet.
@@ -37,8 +38,7 @@ def _arch(arch, patch_size, **fields):
 
 
 def get_config(variant: str = ''):
-  config = default.get_config()
-  config.task = 'denoise'
+  config = default.get_config('denoise')
   default.photo_training(config)
   # Lossless downsampling: average pooling discards the pixel-level noise the
   # residual model must subtract (25.8 against 29.4 dB after 1000 steps).
@@ -48,6 +48,8 @@ def get_config(variant: str = ''):
       'salt_and_pepper': _noise('salt_and_pepper', amount=0.1),
       'mask': _noise('mask', amount=0.2),
       'crosshair': _noise('crosshair', crosshair_thickness=2),
+      # JPEG artifacts: Pillow's JPEG at a quality drawn from 10 to 40.
+      'jpeg': _noise('jpeg', quality_range=(10, 40)),
       'dncnn': _arch('dncnn', patch_size=40),
       # Residual: FFDNet as published predicts the clean image, and on a CPU
       # budget learns slowly that way (Kodak24 22.2 dB after 6.6 minutes).

@@ -41,8 +41,7 @@ def _autoencoder(config):
 
 
 def get_config(variant: str = ''):
-  config = default.get_config()
-  config.task = 'super_resolution'
+  config = default.get_config('super_resolution')
   default.photo_training(config)
   config.sr.scale = 3
   # FSRCNN at low resolution, widened, adding its output to the bicubic

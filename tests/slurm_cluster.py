@@ -31,14 +31,23 @@ def _installed() -> bool:
   return all(shutil.which(d) for d in DAEMONS + ('sbatch', 'srun', 'scontrol'))
 
 
+def unavailable() -> str | None:
+  """Why this machine cannot run the cluster, or None where SLURM is
+  installed or install() can install it."""
+  if _installed() or (os.geteuid() == 0 and shutil.which('apt-get')):
+    return None
+  return ('SLURM is not installed and installing it needs root and apt-get: '
+          'apt-get install slurm-wlm munge')
+
+
 def install() -> None:
   """Debian's slurm-wlm and munge, unless they are installed (one test
   process at a time installs)."""
   if _installed():
     return
-  if os.geteuid() != 0 or not shutil.which('apt-get'):
-    raise Unavailable('SLURM is not installed and installing it needs root '
-                      'and apt-get: apt-get install slurm-wlm munge')
+  why = unavailable()
+  if why:
+    raise Unavailable(why)
   env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
   with open('/tmp/ae_research_slurm_install.lock', 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)

@@ -11,12 +11,15 @@ import png
 import pytest
 from PIL import Image
 
-from ae_research import apply, checkpointing, codec, color, corruptions, image_io
+from ae_research import apply, checkpointing, cli, codec, color, corruptions
+from ae_research import image_io
 from ae_research import steps, tiling
 from ae_research import workdir as workdir_lib
 from configs import colorize, compress, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Five runs made for the module: the fast tier's apply is test_fast_paths.
+pytestmark = pytest.mark.slow
 
 
 def _make_run(workdir, config):
@@ -89,7 +92,7 @@ BAD = ('empty.png', 'notes.jpg', 'cut.png')
 
 
 def _main(capsys, *argv):
-  rc = apply.main([str(a) for a in argv])
+  rc = cli.call(apply.main, [str(a) for a in argv])
   return rc, capsys.readouterr().err
 
 
@@ -222,8 +225,8 @@ def test_compress_writes_a_real_file(runs, inputs, tmp_path, capsys):
     data = (out / f'{name}.aec').read_bytes()
     # The codec's own command decodes the file to the PNG apply wrote.
     back = tmp_path / f'{name}_back.png'
-    assert codec.main(['decompress', f'--workdir={workdir}', str(out / f'{name}.aec'),
-                       str(back)]) == 0
+    assert cli.call(codec.main, ['decompress', f'--workdir={workdir}',
+                                 str(out / f'{name}.aec'), str(back)]) == 0
     assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(out / f'{name}.png')))
     assert len(data) < os.path.getsize(inputs / f'{name}.png')
   src = image_io.read(str(inputs / 'rgba.png'))

@@ -102,6 +102,7 @@ def test_digest_sees_every_part_of_a_checkpoint():
   assert checkpointing.digest(dict(state), {'next_index': 5}, [1, 2]) == base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', sorted(DAMAGE))
 def test_damage_is_detected_and_the_newest_intact_checkpoint_used(
     saved, tmp_path, kind, caplog):
@@ -118,6 +119,7 @@ def test_damage_is_detected_and_the_newest_intact_checkpoint_used(
   assert os.path.isdir(damaged_dir)  # A reader moves nothing.
 
 
+@pytest.mark.slow
 def test_no_intact_checkpoint_stops_and_keeps_the_files(saved, tmp_path):
   config, workdir, _ = _copy(saved, tmp_path)
   ckpts = os.path.join(workdir, 'checkpoints')
@@ -134,6 +136,7 @@ def test_no_intact_checkpoint_stops_and_keeps_the_files(saved, tmp_path):
   assert not os.path.exists(os.path.join(workdir, 'damaged_checkpoints'))
 
 
+@pytest.mark.slow
 def test_training_resumes_past_a_damaged_checkpoint_bit_identical(
     smoke_config, tmp_path, caplog):
   config = smoke_config

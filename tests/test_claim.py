@@ -48,6 +48,7 @@ def test_a_claim_is_refused_while_held_and_free_once_released(tmp_path, caplog):
   assert os.path.getsize(os.path.join(workdir, claim.FILENAME)) == 0
 
 
+@pytest.mark.slow
 def test_a_second_launch_stops_before_any_work_naming_the_first(
     smoke_config, data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
@@ -68,6 +69,7 @@ def test_a_second_launch_stops_before_any_work_naming_the_first(
     _kill(first)
 
 
+@pytest.mark.slow
 def test_a_killed_holder_does_not_block_the_next_run(smoke_config, tmp_path, caplog):
   workdir = str(tmp_path / 'run')
   holder = subprocess.Popen(

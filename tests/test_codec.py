@@ -143,6 +143,7 @@ def test_values_outside_the_tables_are_escaped():
   np.testing.assert_array_equal(codec.decode(data), reference)
 
 
+@pytest.mark.slow
 def test_bottleneck_model_codes_fixed_bits():
   codec = _codec(model='bottleneck', bits=3)
   image = _image(32, 48)
@@ -186,6 +187,7 @@ def test_versions_1_and_2_files_still_decode(codec):
     codec.decode(_with_crc(rgba[:3] + b'\x01' + rgba[4:-4]))
 
 
+@pytest.mark.slow
 def test_tiled_coding_gives_the_whole_image_result():
   whole = _codec()
   tiled = _codec()
@@ -255,6 +257,7 @@ def test_fuzz_random_bytes(codec, data):
       codec.decode(d)
 
 
+@pytest.mark.slow
 @_FUZZ
 @hypothesis.given(st.data())
 def test_fuzz_mutated_files(codec, valid, data):
@@ -276,6 +279,7 @@ def test_fuzz_mutated_files(codec, valid, data):
     codec.decode(bytes(mutated))
 
 
+@pytest.mark.slow
 @_FUZZ
 @hypothesis.given(st.data())
 def test_fuzz_mutations_behind_a_valid_checksum(codec, valid, data):
@@ -285,6 +289,7 @@ def test_fuzz_mutations_behind_a_valid_checksum(codec, valid, data):
   _mutate_behind_checksum(codec, valid, data)
 
 
+@pytest.mark.slow
 @_FUZZ
 @hypothesis.given(st.data())
 def test_fuzz_hyperprior_files_behind_a_valid_checksum(hyper_codec, hyper_valid, data):
@@ -351,6 +356,7 @@ def _child(configuration, *args):
   return [line.split() for line in out.stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_files_decode_to_the_same_latent_under_other_configurations(tmp_path, hyper_codec):
   """Encoded under one XLA/BLAS configuration, decoded under another, whole
   and in tiles: the same y_hat bit for bit, and the same image up to the
@@ -427,7 +433,7 @@ def test_a_run_from_before_the_hyperprior_fields_still_opens(tmp_path):
   with open(path, 'w') as f:
     json.dump(stored, f)
   workdir_lib.check_workdir(config, workdir)  # Resumes: no mismatch.
-  workdir_lib.check_workdir(config, workdir, workdir_lib.EVAL_FIXED_FIELDS)
+  workdir_lib.check_workdir(config, workdir, at_eval=True)
   loaded = workdir_lib.load_config(workdir)
   params = {'w': np.ones(3, np.float32)}
   assert aec.model_id(loaded, params) == aec.model_id(config, params)

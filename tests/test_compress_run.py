@@ -30,6 +30,7 @@ def workdir(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_run_writes_a_codec_evaluation(workdir):
   with open(os.path.join(workdir, 'metrics.json')) as f:
     summary = json.load(f)
@@ -47,6 +48,7 @@ def test_run_writes_a_codec_evaluation(workdir):
     assert row['model']['bpp'] == pytest.approx(8 * size / (row['height'] * row['width']))
 
 
+@pytest.mark.slow
 def test_command_line_codec_reproduces_the_evaluation(workdir, data_dir, tmp_path):
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     row = json.load(f)['images'][0]
@@ -86,6 +88,7 @@ def test_command_line_codec_reproduces_the_evaluation(workdir, data_dir, tmp_pat
   assert not os.path.exists(tmp_path / 'x.png')
 
 
+@pytest.mark.slow
 def test_rd_report(workdir, tmp_path):
   out = str(tmp_path / 'report')
   r = _run('ae_research.rd', f'--workdirs={workdir}', f'--output={out}',

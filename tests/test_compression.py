@@ -44,6 +44,7 @@ def _trained_like_density(channels=4):
       lambda p: p + 0.5 * jax.random.normal(next(keys), p.shape), v)
 
 
+@pytest.mark.slow
 def test_density_sums_to_one_over_the_integers():
   eb, v = _trained_like_density()
   y = jnp.arange(-200, 201, dtype=jnp.float32)
@@ -52,6 +53,7 @@ def test_density_sums_to_one_over_the_integers():
   np.testing.assert_allclose(np.sum(p, axis=0), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('exact', [True, False])
 def test_coding_tables_match_the_density(exact):
   eb, v = _trained_like_density()
@@ -67,6 +69,7 @@ def test_coding_tables_match_the_density(exact):
     np.testing.assert_allclose(pmf[:-1], p, atol=2e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', [
     compression.FactorizedPrior(features=(8, 8), latent_features=6),
     compression.FactorizedPrior(features=(8, 8), latent_features=6,
@@ -88,6 +91,7 @@ def test_quantize_then_dequantize_is_inference(model):
     np.testing.assert_allclose(bits, 8 * 12 * 6 * 3, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_noise_differs_from_rounding():
   model = compression.FactorizedPrior(features=(8, 8), latent_features=6)
   v = _init(model)
@@ -98,6 +102,7 @@ def test_training_noise_differs_from_rounding():
                          entropy_models.bits(b['likelihoods']))
 
 
+@pytest.mark.slow
 def test_hyperprior_likelihoods_and_rounding():
   """The mean-scale model (the scale-only one is its special case)."""
   mean_scale = True
@@ -156,6 +161,7 @@ def test_downsampling_is_two_to_the_number_of_levels():
       assert cls(features=features).downsampling == 2 ** len(features)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(_MODELS))
 def test_sides_that_are_not_multiples_are_refused(name):
   model = _MODELS[name]()
@@ -186,6 +192,7 @@ def test_factorized_prior_refuses_other_upsampling():
     _init(model, (1, 8, 8, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(_MODELS))
 def test_training_over_a_mesh_equals_one_device(name):
   # jax.make_mesh's default axis types are Explicit: no reshape may merge the
@@ -247,6 +254,7 @@ def _np_ms_ssim(a, b, weights=metrics.MS_SSIM_WEIGHTS):
   return np.mean(values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape', [(176, 176, 3), (201, 243, 3), (190, 333, 1)])
 def test_ms_ssim_matches_numpy(shape):
   rng = np.random.default_rng(sum(shape))

@@ -1,5 +1,6 @@
 """Configs: variants, validation, and the command line's error messages."""
 
+import json
 import os
 import re
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from ae_research import config_lib, errors, main, train
+from ae_research import archs, config_lib, errors, main, train
 from configs import colorize, compress, denoise, super_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,6 +97,7 @@ def _run(*args, workdir):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
     (['--config.num_train_step=5'],
      "--config.num_train_step names no config field: config has no 'num_train_step'"),
@@ -106,6 +108,11 @@ def _run(*args, workdir):
     (['--config.model.norm=instance'], "config.model.norm='instance' is not allowed: use one of"),
     (['--config=configs/colorize.py:tiny'], "config variant 'tiny' is unknown"),
     (['--config.dataset=folder:/nonexistent'], 'folder:/nonexistent is not a folder'),
+    (['--config.model.arch=vdsr', '--config.model.depth=3'],
+     "--config.model.arch='vdsr' names no architecture; choose one of "
+     "\\['autoencoder'"),
+    (['--config.model.arch=dncnn', '--config.model.features=(8,)'],
+     "config.model has no 'features'; its fields are \\['arch', 'depth'"),
 ])
 def test_command_line_errors_before_any_work(args, message, tmp_path):
   workdir = tmp_path / 'run'
@@ -133,3 +140,37 @@ def test_a_bug_shows_its_traceback_and_a_user_error_one_line(monkeypatch, capsys
   monkeypatch.setattr(train, 'run', fails_with(ValueError('a bug')))
   with pytest.raises(ValueError, match='a bug'):
     main.main(['main'])
+
+
+def _parsed_model(config, *flags):
+  """config.model after main's real command-line parse of these flags."""
+  script = ('import json, sys\n'
+            'from ae_research import main\n'
+            'main._parse_flags(sys.argv)\n'
+            'print(json.dumps(main._CONFIG.value.model.to_dict()))\n')
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, '-c', script, f'--config={config}', '--workdir=unused',
+       *flags], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config,flags,arch,changes', [
+    # Another architecture: its defaults, then the other flags, in any order.
+    ('configs/denoise.py:smoke',
+     ['--config.model.arch=dncnn', '--config.model.depth=5'], 'dncnn',
+     dict(depth=5)),
+    ('configs/super_resolution.py',
+     ['--config.model.width=16', '--config.model.arch', 'edsr'], 'edsr',
+     dict(width=16)),
+    # The config's own architecture: the config's fields are kept (this
+    # variant's FFDNet is residual, unlike the default one).
+    ('configs/denoise.py:ffdnet', ['--config.model.arch=ffdnet'], 'ffdnet',
+     dict(residual=True)),
+])
+def test_the_command_line_switches_architecture(config, flags, arch, changes):
+  model = _parsed_model(config, *flags)
+  want = archs.get(arch).config(**changes)
+  assert model == json.loads(json.dumps(want))  # Tuples are lists in JSON.

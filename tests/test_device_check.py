@@ -6,6 +6,10 @@ import math
 import os
 import subprocess
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -1,8 +1,7 @@
-"""Batches made on the device: the jax corruptions against the host's, crops,
-flips, the epoch order, reproducibility from (seed, example), and the
-choice of pipeline."""
-
-import functools
+"""Batches made on the device: crops, flips, the epoch order,
+reproducibility from (seed, example), the tasks' pairs made traced with a
+key, and the choice of pipeline. (The corruptions themselves, one code for
+numpy and jax, are tested in test_corruptions.py.)"""
 
 import jax
 import jax.numpy as jnp
@@ -10,36 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ae_research import corruptions, device_data, errors, input_pipeline, parallel
+from ae_research import corruptions, device_data, errors, input_pipeline, parallel, tasks
 from ae_research.datasets import InMemory, folder
-from ae_research.tasks import colorize, denoise, super_resolution
 from configs import colorize as colorize_config
 from configs import denoise as denoise_config
 from configs import super_resolution as sr_config
 
-
-@pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('hw', [(24, 36), (60, 12)])
-def test_bicubic_downscale_equals_the_host_one(scale, hw):
-  h, w = hw[0] // scale * scale, hw[1] // scale * scale
-  image = np.random.default_rng(scale).random((h, w, 3), np.float32)
-  ours = np.asarray(jax.jit(device_data.bicubic_downscale, static_argnums=1)(
-      jnp.asarray(image), scale))
-  np.testing.assert_allclose(ours, corruptions.bicubic_downscale(image, scale),
-                             atol=1e-5)
-
-
-@pytest.mark.parametrize('scale', [2, 3, 4])
-def test_bicubic_upscale_equals_the_host_one(scale):
-  image = np.random.default_rng(scale).random((9, 14, 3), np.float32)
-  ours = np.asarray(device_data.bicubic_upscale(jnp.asarray(image), scale))
-  np.testing.assert_allclose(ours, corruptions.bicubic_upscale(image, scale),
-                             atol=1e-5)
-
-
-def test_bicubic_downscale_refuses_sides_the_scale_does_not_divide():
-  with pytest.raises(ValueError, match='not a multiple of scale 3'):
-    device_data.bicubic_downscale(jnp.zeros((10, 9, 3)), 3)
+denoise, colorize = tasks.get('denoise'), tasks.get('colorize')
+super_resolution = tasks.get('super_resolution')
 
 
 def test_flip_maps_are_the_host_dihedral_group():
@@ -103,6 +80,7 @@ def test_augmented_crops_are_flips_and_rotations_of_windows():
   assert seen == set(range(8))
 
 
+@pytest.mark.slow
 def test_an_example_depends_on_the_seed_and_its_place_alone():
   images = _coded_images([(20, 20), (18, 25), (30, 22)])
   noisy = lambda x, key: {'input': x + jax.random.normal(key, x.shape)}
@@ -126,10 +104,11 @@ def test_small_images_are_reflect_padded_to_the_patch_like_the_host():
 
 
 def _pairs(task, config, n=64, size=32, seed=0):
+  """task.make_pair on n random patches, traced as device batches make them."""
   clean = jnp.asarray(np.random.default_rng(seed).random((n, size, size, 3),
                                                          np.float32))
   keys = jax.random.split(jax.random.key(seed), n)
-  fn = jax.jit(jax.vmap(functools.partial(task.device_pair, config=config)))
+  fn = jax.jit(jax.vmap(lambda x, key: task.make_pair({'image': x}, key, config)))
   return np.asarray(clean), jax.tree.map(np.asarray, fn(clean, keys))
 
 
@@ -186,8 +165,8 @@ def test_super_resolution_pairs_match_the_host_ones(variant):
     host = super_resolution.make_pair({'image': np.round(x * 255).astype(np.uint8)},
                                       np.random.default_rng(0), config)
     x255 = np.round(x * 255) / 255
-    ours = jax.tree.map(np.asarray, super_resolution.device_pair(
-        jnp.asarray(x255, jnp.float32), jax.random.key(0), config))
+    ours = jax.tree.map(np.asarray, super_resolution.make_pair(
+        {'image': jnp.asarray(x255, jnp.float32)}, jax.random.key(0), config))
     assert ours['input'].shape == host['input'].shape
     # 8-bit rounding may fall the other way on values within float error.
     diff = np.abs(ours['input'] - host['input'])

@@ -101,6 +101,7 @@ def _hyper(mean_scale, hyper_features=6, latent_features=5, seed=0):
   return model, v['params']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mean_scale', [False, True])
 def test_integer_hyper_synthesis_follows_the_float_network(mean_scale):
   model, params = _hyper(mean_scale)
@@ -138,6 +139,7 @@ def _int64_reference(hs, z):
   return x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mean_scale', [False, True])
 def test_integer_hyper_synthesis_is_exact_integer_arithmetic(mean_scale):
   model, params = _hyper(mean_scale)
@@ -147,6 +149,7 @@ def test_integer_hyper_synthesis_is_exact_integer_arithmetic(mean_scale):
   np.testing.assert_array_equal(got, _int64_reference(hs, z))
 
 
+@pytest.mark.slow
 def test_integer_hyper_synthesis_does_not_depend_on_the_blocking():
   model, params = _hyper(True)
   z = np.random.default_rng(2).integers(-6, 7, (7, 9, 6))
@@ -157,6 +160,7 @@ def test_integer_hyper_synthesis_does_not_depend_on_the_blocking():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_integer_hyper_synthesis_refuses_kernels_too_wide_to_be_exact():
   model, params = _hyper(False)
   wide = jax.tree.map(lambda p: p, params)

@@ -6,6 +6,7 @@ import os
 import jax
 import numpy as np
 import optax
+import pytest
 from PIL import Image
 
 from ae_research import evaluate, steps, summaries, tasks
@@ -27,6 +28,7 @@ def _state(config):
                                          (1, 8, 8, task.input_channels(config)))
 
 
+@pytest.mark.slow
 def test_apply_whole_keeps_any_size():
   config = denoise.get_config('smoke')
   model, state = _state(config)
@@ -67,6 +69,7 @@ def test_denoise_evaluation_writes_reports(tmp_path):
     assert grid[:body, i * 43:i * 43 + 30].min() < 128
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_noise(tmp_path):
   config = denoise.get_config('smoke')
   model, state = _state(config)
@@ -79,6 +82,7 @@ def test_the_same_seed_gives_the_same_noise(tmp_path):
   assert run() == run()
 
 
+@pytest.mark.slow
 def test_super_resolution_scores_bicubic_on_y_for_both_designs(tmp_path):
   """The low-resolution model (the default) and the autoencoder on the
   bicubic input give outputs of the target's size, beside the same bicubic."""
@@ -102,6 +106,7 @@ def test_super_resolution_scores_bicubic_on_y_for_both_designs(tmp_path):
   assert a != results['smoke']['mean']['model']
 
 
+@pytest.mark.slow
 def test_ffdnet_evaluation_shows_the_noisy_image_not_the_noise_map(tmp_path):
   config = denoise.get_config('ffdnet,smoke')
   model, state = _state(config)

@@ -1,8 +1,9 @@
-"""Hostile image files (benchmarks/fuzz_images.py, a short run): mutated files
-either decode or raise ImageError, nothing else escapes, nothing hangs; and
-decompression bombs are refused from their headers, before any decoding."""
+"""Hostile image files (`ae_research.fuzz_images`, a short run, as
+benchmarks/fuzz_images.py runs it): mutated files either decode or raise
+ImageError, nothing else escapes, nothing hangs; and decompression bombs are
+refused from their headers, before any decoding."""
 
-import importlib.util
+import contextlib
 import io
 import os
 import time
@@ -13,14 +14,8 @@ import png
 import pytest
 from PIL import Image, ImageFile, WebPImagePlugin
 
-from ae_research import image_io
+from ae_research import fuzz_images, fuzzing, image_io
 from ae_research.datasets import folder
-
-_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks',
-                     'fuzz_images.py')
-_spec = importlib.util.spec_from_file_location('fuzz_images', _PATH)
-fuzz_images = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz_images)
 
 _SEEDS = fuzz_images.seed_files()
 _KINDS = sorted({s.name for s in _SEEDS})
@@ -31,7 +26,7 @@ def _seed(name):
 
 
 def _write(tmp_path, seed, data):
-  directory = tmp_path / seed.name
+  directory = tmp_path / seed.name.replace(' ', '_')
   directory.mkdir()
   path = directory / ('image' + fuzz_images.EXTENSION[seed.fmt])
   path.write_bytes(data)
@@ -39,34 +34,41 @@ def _write(tmp_path, seed, data):
 
 
 def _bomb(seed, size):
-  data = bytearray(seed.data)
-  fuzz_images._bomb(np.random.default_rng(0), seed.fmt, data, size)
-  return bytes(data)
+  return fuzz_images.restate(seed.fmt, seed.data, *size, np.random.default_rng(0))
 
 
+@pytest.mark.slow
 def test_a_short_fuzzing_run_neither_crashes_nor_hangs():
-  # Input 123 is made to hang (its worker sleeps): the parent kills that
+  # Input 128 is made to hang (its worker sleeps): the parent kills that
   # worker and goes on with another.
-  tallies, failures, wall = fuzz_images.run(inputs=400, seed=0, workers=1,
-                                            timeout=5.0, stall=123)
-  report = fuzz_images.summary(tallies, failures, wall, seed=0)
-  print(report)
-  assert [(r['index'], r['outcome']) for r in failures] == [(123, 'hang')], report
-  assert sum(t.hangs for t in tallies.values()) == 1
-  for fmt, t in tallies.items():
-    assert t.inputs == 80, fmt
-    assert t.decoded > 0 and t.refused > 0, (fmt, report)  # Both outcomes occur.
-    assert t.bombs > 0 and t.bombs_refused == t.bombs, (fmt, report)
-    assert t.bomb_growth_kb < 64 * 1024, (fmt, report)
+  report = fuzzing.fuzz(fuzz_images.Target(seed=0), 400, workers=1, time_limit=3.0,
+                        sabotage={128: 'hang'}, log=print)
+  text = fuzz_images.summary(report)
+  print(text)
+  assert [(f['index'], f['outcome']) for f in report.failures] == [(128, 'hang')], text
+  assert report.restarts == 1 and 'hangs:         1 (inputs 128)' in text
+  for fmt in fuzz_images.FORMATS:
+    kinds = {k: report.groups.get(f'{fmt} {k}', fuzzing.Tally()) for k in
+             ('bytes', 'size', 'bomb')}
+    assert sum(t.inputs for t in kinds.values()) == 80, fmt
+    counts = sum((t.counts for t in kinds.values()), start=fuzzing.Tally().counts)
+    assert counts['decoded'] > 0 and counts['refused'] > 0, (fmt, text)  # Both occur.
+    bombs = kinds['bomb']
+    assert bombs.inputs > 0 and bombs.counts['refused'] == bombs.inputs, (fmt, text)
+    assert bombs.growth[0] < fuzz_images.BOMB_GROWTH, (fmt, text)
+  assert report.facts['bomb'].low > report.target.max_pixels
 
 
 def test_inputs_are_made_again_the_same_from_seed_and_index():
   for index in (0, 7, 1234):
-    a = fuzz_images.make_case(_SEEDS, 3, index)
-    b = fuzz_images.make_case(fuzz_images.seed_files(), 3, index)
-    assert a.data == b.data and a.mutations == b.mutations
-  assert fuzz_images.make_case(_SEEDS, 3, 7).data != fuzz_images.make_case(
-      _SEEDS, 4, 7).data
+    a = fuzz_images.make_case(_SEEDS, 3, index, 4, 1000)
+    b = fuzz_images.make_case(fuzz_images.seed_files(), 3, index, 4, 1000)
+    assert a.data == b.data and a.what == b.what
+  assert fuzz_images.make_case(_SEEDS, 3, 7, 4, 1000).data != fuzz_images.make_case(
+      _SEEDS, 4, 7, 4, 1000).data
+  groups = {fuzz_images.make_case(_SEEDS, 0, i, 4, 1000).group for i in range(200)}
+  assert groups == {f'{f} {k}' for f in fuzz_images.FORMATS
+                    for k in ('bytes', 'size', 'bomb')}
 
 
 def test_seed_files_are_real_images_of_every_kind(tmp_path):
@@ -76,6 +78,26 @@ def test_seed_files_are_real_images_of_every_kind(tmp_path):
     image = image_io.read(path)
     assert min(image.pixels.shape[:2]) >= 20, seed.name
     assert image.bit_depth == (16 if '16' in seed.name else 8), seed.name
+  # WebP's three headers, which image_io reads itself.
+  assert {s.data[12:16] for s in _SEEDS if s.fmt == 'webp'} == {b'VP8 ', b'VP8L', b'VP8X'}
+
+
+@pytest.mark.parametrize('fmt', fuzz_images.FORMATS)
+def test_a_restated_header_is_read_as_written(tmp_path, monkeypatch, fmt):
+  # Over the limit, image_io's own refusal names the size (for WebP, read
+  # by image_io itself: Pillow decodes a WebP file to open it).
+  monkeypatch.setattr(image_io, 'MAX_PIXELS', 1000)
+  rng = np.random.default_rng(0)
+  for seed in (s for s in _SEEDS if s.fmt == fmt):
+    for size in ((20, 20), (3, 70), (5000, 3), (16384, 16383), (60000, 2)):
+      path = _write(tmp_path, seed, fuzz_images.restate(fmt, seed.data, *size, rng))
+      if size[0] * size[1] > 1000:
+        with pytest.raises(image_io.ImageError, match=f'states {size[0]}x{size[1]} = '):
+          image_io.header_size(path)
+      elif fmt != 'webp':  # Pillow's WebP reader refuses a size its data lacks.
+        assert image_io.header_size(path) == size, (seed.name, size)
+      os.remove(path)
+      os.rmdir(os.path.dirname(path))
 
 
 @pytest.mark.parametrize('name', _KINDS)
@@ -120,8 +142,8 @@ def test_a_normal_file_over_a_lowered_limit_is_refused_before_decoding(
     folder.FolderSource([os.path.dirname(path)]).decoded_bytes()
 
 
-@pytest.mark.parametrize('name', ['png_rgb', 'png_16_rgb', 'jpeg_exif_rotated',
-                                  'tiff_16', 'webp_lossless', 'bmp_rgb'])
+@pytest.mark.parametrize('name', ['png rgb', 'png 16-bit rgba', 'jpeg rotated',
+                                  'tiff 16-bit gray', 'webp lossless', 'bmp rgb'])
 def test_the_limit_itself_is_allowed(tmp_path, monkeypatch, name):
   seed = _seed(name)
   path = _write(tmp_path, seed, seed.data)
@@ -140,7 +162,7 @@ def test_pillow_does_not_refuse_what_max_pixels_allows(tmp_path):
   # (Not WebP: Pillow reads its size through libwebp's decoder, which would
   # allocate the canvas, and refuses a canvas larger than the image in it.)
   assert 2 * (1024 * 1024 * 1024 // 4 // 3) < 15000 * 15000 <= image_io.MAX_PIXELS
-  for name in ('png_rgb', 'png_16_rgb', 'jpeg_baseline', 'tiff_rgb', 'bmp_rgb'):
+  for name in ('png rgb', 'png 16-bit rgba', 'jpeg cmyk', 'tiff lzw rgba', 'bmp rgb'):
     seed = _seed(name)
     path = _write(tmp_path, seed, _bomb(seed, (15000, 15000)))
     with warnings.catch_warnings():
@@ -150,7 +172,7 @@ def test_pillow_does_not_refuse_what_max_pixels_allows(tmp_path):
 
 def test_pillow_limit_set_again_by_other_code_still_gives_an_image_error(
     tmp_path, monkeypatch):
-  seed = _seed('png_rgb')
+  seed = _seed('png rgb')
   path = _write(tmp_path, seed, seed.data)
   monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)  # Pillow's error at 200.
   with pytest.raises(image_io.ImageError, match='PIL.Image.MAX_IMAGE_PIXELS=100'):
@@ -176,21 +198,48 @@ def test_a_bad_limit_in_the_environment_says_so(monkeypatch, value):
     image_io._max_pixels_from_environment()
 
 
-def test_the_fuzzer_counts_what_only_the_fallback_caught_as_a_crash(
-    tmp_path, monkeypatch):
+def _target(tmp_path, **kwargs):
+  target = fuzz_images.Target(**kwargs)
+  target.start(str(tmp_path))
+  return target
+
+
+def test_what_only_the_fallback_caught_is_a_crash(tmp_path, monkeypatch):
   def broken(*args):
     raise IndexError('index out of range')
   monkeypatch.setattr(image_io, '_from_pillow', broken)
-  case = fuzz_images.Case(0, _seed('png_rgb'), _seed('png_rgb').data, [])
-  result = fuzz_images.check(case, str(tmp_path))
-  assert result['outcome'] == 'crash' and 'IndexError' in result['message']
+  target = _target(tmp_path)
+  seed = _seed('png rgb')
+  result = target.check(fuzz_images.Case(seed.data, 'png bytes', '', '.png'))
+  assert result.outcome == 'crash' and 'IndexError' in result.detail
+  assert 'only the last resort' in result.detail
+
+
+def test_a_reader_broken_on_purpose_is_a_crash_or_a_wrong_result(tmp_path, monkeypatch):
+  """The contract checked, against image_io broken on purpose: errors that
+  escape unwrapped, and a size limit that is not checked."""
+  target = _target(tmp_path)
+  bomb = next(i for i in range(0, 400, 5) if target.make(i).group == 'png bomb'
+              and np.prod(target.make(i).stated) < 100 * target.max_pixels)
+  assert fuzzing.check_one(target, bomb)['o'] == 'refused'
+  with monkeypatch.context() as m:
+    m.setattr(image_io, '_check_pixels', lambda *args: None)
+    found = fuzzing.check_one(target, bomb)
+  assert found['o'] == 'wrong' and 'not refused by its header' in found['d'], found
+  monkeypatch.setattr(image_io, '_reading', lambda path: contextlib.nullcontext())
+  corrupt = next(i for i in range(0, 400, 5) if fuzzing.check_one(target, i)['o'] == 'crash')
+  found = fuzzing.check_one(target, corrupt)
+  escaped = found['d'].splitlines()[-1]  # The traceback's last line.
+  assert escaped.startswith(('PIL.', 'OSError', 'SyntaxError', 'ValueError')), escaped
 
 
 def test_the_memory_measure_sees_a_decoded_image(tmp_path):
-  # What makes "grew by 0 MB while refusing a bomb" mean something.
+  # What makes "grew by 0.0 MiB while refusing a bomb" mean something.
   buf = io.BytesIO()
   Image.new('RGB', (1500, 1500), (10, 20, 30)).save(buf, format='PNG')
-  seed = fuzz_images.Seed('big', 'png', buf.getvalue())
-  result = fuzz_images.check(fuzz_images.Case(0, seed, seed.data, []), str(tmp_path))
-  assert result['outcome'] == 'decoded'
-  assert result['growth_kb'] > 1500 * 1500 * 3 * 4 // 1024  # The float32 pixels.
+  big = fuzz_images.Seed('big', 'png', buf.getvalue())
+  target = _target(tmp_path, max_pixels=1500 * 1500)
+  target.make = lambda index: fuzz_images.Case(big.data, 'png bytes', 'big', '.png')
+  message = fuzzing.check_one(target, 0)
+  assert message['o'] == 'decoded', message
+  assert message['m'] > 1500 * 1500 * 3 * 4  # The float32 pixels.

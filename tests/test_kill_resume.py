@@ -1,21 +1,65 @@
-"""Killed for real (benchmarks/kill_resume.py, a short run): a training
-killed with SIGKILL inside an asynchronous checkpoint save and started
-again with the same command ends bit-identical to an uninterrupted run."""
+"""Killed for real (`ae_research.kill_resume`, a short run of what
+benchmarks/kill_resume.py runs): a training killed with SIGKILL inside an
+asynchronous checkpoint save and started again with the same command ends
+bit-identical to an uninterrupted run. And the parts it is made of: the
+phases read from a run's log, the comparison and the summary."""
 
-import importlib.util
 import os
 import signal
+import sys
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                     'benchmarks', 'kill_resume.py')
-_spec = importlib.util.spec_from_file_location('kill_resume', _PATH)
-kill_resume = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kill_resume)
+import numpy as np
+import pytest
+
+from ae_research import kill_resume
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def test_the_phase_of_a_run_is_read_from_its_log():
+  log = ['I0101 train.py] Training batches made on the host (grain, 2 threads).',
+         'step 4: loss 0.1', 'Evaluating step 8.', 'eval step 8 (0.1 min): psnr 20',
+         'step 12: loss 0.1', 'Final report: scoring step 24 beside the baseline.',
+         'eval step 24 (0.2 min): psnr 21']
+  phases, phase = [], 'startup'
+  for line in log:
+    phase = kill_resume.next_phase(phase, line)
+    phases.append(phase)
+  assert phases == ['training', 'training', 'evaluation', 'training', 'training',
+                    'final report', 'final report']
+
+
+def test_a_launch_keeps_its_log_and_exit_status():
+  script = 'print("Evaluating step 8."); raise SystemExit(3)'
+  launch = kill_resume.Launch([sys.executable, '-c', script], dict(os.environ))
+  assert launch.finish() == 3 and not launch.running()
+  assert launch.lines == ['Evaluating step 8.\n'] and launch.phase == 'evaluation'
+
+
+def test_states_are_compared_bit_for_bit_and_summarized():
+  a = [np.zeros(3, np.float32), np.ones((2, 2), np.int32)]
+  assert kill_resume.same(a, [x.copy() for x in a])
+  b = [a[0].copy(), a[1].copy()]
+  b[0][1] = np.float32(1e-30)
+  assert not kill_resume.same(a, b)
+  assert not kill_resume.same(a, [a[0], a[1].astype(np.int64)])
+  assert not kill_resume.same(a, a[:1])
+  results = {'identical': 1, 'runs': 2, 'failed': [('w/1', 'the last start exited '
+                                                     'with 1', 'Traceback...')],
+             'kills': [kill_resume.Kill('save', 3.0, 'inside the save of step 6'),
+                       kill_resume.Kill('any', 1.0, 'startup'),
+                       kill_resume.Kill('save', 4.0, 'inside the save of step 9')]}
+  text = kill_resume.summary('SIGKILL', results)
+  assert text.startswith('SIGKILL: 1/2 runs bit-identical; 3 kills: 2 inside a save, '
+                         '1 startup')
+  assert 'did not resume: w/1: the last start exited with 1' in text
+
+
+@pytest.mark.slow
 def test_killed_inside_a_save_resumes_bit_identical(tmp_path):
   root = str(tmp_path)
-  cmd, env = kill_resume.command(root, steps=12), kill_resume.environment(root)
+  cmd = kill_resume.command(root, 12, PROJECT)
+  env = kill_resume.environment(root, PROJECT)
   config, reference, duration = kill_resume.reference_run(root, cmd, env,
                                                           timed=False)
   assert reference[0] == 12
@@ -27,5 +71,5 @@ def test_killed_inside_a_save_resumes_bit_identical(tmp_path):
   assert results['identical'] == 1
   landed = [k.landed for k in results['kills']]
   assert any(w.startswith('inside the save of step') for w in landed), landed
-  summary = kill_resume._summary('SIGKILL', results)
+  summary = kill_resume.summary('SIGKILL', results)
   assert summary.startswith('SIGKILL: 1/1 runs bit-identical')

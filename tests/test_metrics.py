@@ -57,6 +57,7 @@ def test_uint8_scores_like_scikit_image_on_the_uint8_arrays():
     np.testing.assert_allclose(ssim[i], _skimage_ssim(a[i], b[i], 255), atol=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fn', PAIRED)
 def test_uint8_scores_as_the_float_images_divided_by_255(fn):
   a, b = _uint8_pair(3, shape=(2, 161, 170, 3))

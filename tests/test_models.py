@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ae_research import defaults, models
+from ae_research import archs, models, zoo
 
 
 @pytest.mark.parametrize('down,up', list(itertools.product(
@@ -25,6 +25,7 @@ def test_shapes_for_every_resampling_kind(down, up):
   assert z.shape == (2, 4, 4, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('norm', models.NORM_KINDS)
 def test_norms_train_and_eval(norm):
   model = models.TinyAutoencoder(out_features=2, norm=norm)
@@ -66,13 +67,14 @@ def test_depth_to_space_inverts_space_to_depth():
 def test_from_config_counts_params():
   from configs import colorize
   config = colorize.get_config()
-  model = models.from_config(config.model, out_features=3)
+  model = zoo.from_config(config.model, out_features=3)
+  assert isinstance(model, models.Autoencoder)
   x = jnp.zeros((1, 32, 32, 1))
   params = jax.eval_shape(model.init, jax.random.key(0), x)['params']
   n = models.count_params(params)
   wider = config.model.copy_and_resolve_references()
   wider.features = tuple(2 * f for f in config.model.features)
-  params2 = jax.eval_shape(models.from_config(wider, 3).init,
+  params2 = jax.eval_shape(zoo.from_config(wider, 3).init,
                            jax.random.key(0), x)['params']
   assert models.count_params(params2) > 2 * n
 
@@ -85,13 +87,17 @@ def test_downsampling_is_two_to_the_number_of_levels():
       assert cls(features=features).downsampling == want
 
 
-def test_defaults_are_the_shared_ones():
+def test_defaults_are_the_declared_ones():
+  """Those of config.model.arch='autoencoder' (archs.py), which the configs
+  read; and the kinds the config checks allow are the ones built here."""
+  declared = archs.get('autoencoder').defaults
   for cls in (models.Autoencoder, models.Encoder, models.Decoder):
     fields = cls.__dataclass_fields__
-    for name, value in defaults.AUTOENCODER.items():
+    for name, value in declared.items():
       if name in fields:
         assert getattr(cls(), name) == value, (cls, name)
-  assert set(models.MODEL_FIELDS) == set(defaults.AUTOENCODER)
+  assert set(declared) <= set(models.Autoencoder.__dataclass_fields__)
+  assert set(models.ACTIVATIONS) == set(archs.ACTIVATIONS)
 
 
 def _reflect_or_edge_pad(x_BxHxWxC, multiple):
@@ -102,6 +108,7 @@ def _reflect_or_edge_pad(x_BxHxWxC, multiple):
   return np.pad(x_BxHxWxC, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('down,residual', [
     (down, residual) for down in models.DOWNSAMPLE_KINDS
     for residual in (False, True)])
@@ -121,6 +128,7 @@ def test_any_size_is_the_padded_input_cropped(down, residual):
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape,message', [
     ((1, 33, 32, 3), 'Encoder with 2 levels needs height and width divisible '
      'by 4; got 33x32: pad to 36x32 (or crop to 32x32)'),
@@ -187,6 +195,7 @@ def test_residual_refuses_inputs_with_other_channel_counts():
     model.init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('down,up', list(zip(models.DOWNSAMPLE_KINDS,
                                              models.UPSAMPLE_KINDS)))
 def test_jit_and_grad_over_a_mesh_equal_one_device(down, up):

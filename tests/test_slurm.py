@@ -31,6 +31,8 @@ SHORT = 20
 # Steps of the preempted run: long enough to signal it mid-way.
 LONG = 120
 
+pytestmark = [pytest.mark.slow, pytest.mark.cluster(
+    'runs a sweep as a job array, a run across two processes and a preemption')]
 
 
 @pytest.fixture(scope='module')
@@ -40,7 +42,7 @@ def cluster(tmp_path_factory):
   try:
     c.start()
   except slurm_cluster.Unavailable as e:
-    pytest.skip(str(e))
+    pytest.skip(f'needs a SLURM cluster (slurmctld): {e}')
   except Exception:
     c.stop()
     raise

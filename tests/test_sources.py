@@ -91,6 +91,7 @@ def test_bad_dataset_names(name):
   assert datasets.check_name(name) is not None
 
 
+@pytest.mark.slow
 def test_processes_preparing_the_same_data_at_once_both_get_it(tmp_path):
   """A sweep's points (or the processes of one run) may start together."""
   import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports

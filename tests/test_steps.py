@@ -1,5 +1,7 @@
 """Steps: learning, and the same parameters on 1 device, mesh+jit and pmap."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,10 @@ import pytest
 
 from ae_research import models, parallel, steps, tasks, zoo
 
-task = tasks.get('colorize')
+_task = tasks.get('colorize')
+# The loss and metrics of a task, as the loop binds them (config=...).
+loss = functools.partial(_task.loss, config=None)
+metrics_fn = functools.partial(_task.metrics, config=None)
 
 
 def _batches(n, batch_size=16, size=16, seed=0):
@@ -34,7 +39,7 @@ def _setup(norm='none', axis_name=None, tx=None):
 
 def test_train_step_lowers_the_loss():
   model, tx, state = _setup()
-  step = jax.jit(steps.make_train_step(model, tx, task.loss), donate_argnums=0)
+  step = jax.jit(steps.make_train_step(model, tx, loss), donate_argnums=0)
   batch = _batches(1)[0]
   losses = []
   for i in range(30):
@@ -46,7 +51,7 @@ def test_train_step_lowers_the_loss():
 
 def test_eval_step_weights_examples_by_mask():
   model, tx, state = _setup()
-  eval_step = jax.jit(steps.make_eval_step(model, task.metrics))
+  eval_step = jax.jit(steps.make_eval_step(model, metrics_fn))
   batch = _batches(1)[0]
   full = eval_step(state, {**batch, 'mask': np.ones(16, np.float32)})
   half_mask = (np.arange(16) < 8).astype(np.float32)
@@ -57,6 +62,7 @@ def test_eval_step_weights_examples_by_mask():
   np.testing.assert_allclose(half['psnr'][0], first['psnr'][0], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('norm', ['none', 'batch'])
 def test_one_device_mesh_and_pmap_agree(norm):
   assert jax.device_count() == 8, 'conftest sets 8 CPU devices'
@@ -68,7 +74,7 @@ def test_one_device_mesh_and_pmap_agree(norm):
   # One device.
   model, tx, state = _setup(norm, tx=sgd)
   state = jax.tree.map(np.asarray, state)  # Host copy: donation can't delete it.
-  step = jax.jit(steps.make_train_step(model, tx, task.loss))
+  step = jax.jit(steps.make_train_step(model, tx, loss))
   one = jax.device_put(state, jax.devices()[0])
   losses = {'one': [], 'mesh': [], 'pmap': []}
   for b, r in zip(batches, rngs):
@@ -78,7 +84,7 @@ def test_one_device_mesh_and_pmap_agree(norm):
   # Mesh over 8 devices, jit with the batch sharded and the state donated.
   mesh = parallel.make_mesh()
   sharded_step = parallel.jit_train_step(
-      steps.make_train_step(model, tx, task.loss), mesh)
+      steps.make_train_step(model, tx, loss), mesh)
   meshed = jax.device_put(state, parallel.replicated(mesh))
   for b, r in zip(batches, rngs):
     meshed, m = sharded_step(meshed, parallel.shard_batch(b, mesh), r)
@@ -87,7 +93,7 @@ def test_one_device_mesh_and_pmap_agree(norm):
 
   # pmap with an axis name.
   model_p, tx, _ = _setup(norm, axis_name='batch', tx=sgd)
-  pstep = jax.pmap(steps.make_train_step(model_p, tx, task.loss, axis_name='batch'),
+  pstep = jax.pmap(steps.make_train_step(model_p, tx, loss, axis_name='batch'),
                    axis_name='batch', in_axes=(0, 0, None), donate_argnums=0)
   pstate = jax.tree.map(lambda x: jnp.stack([x] * 8), state)
   for b, r in zip(batches, rngs):
@@ -104,6 +110,7 @@ def test_one_device_mesh_and_pmap_agree(norm):
       np.testing.assert_allclose(a, replica, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_input_key_is_the_callers():
   """A batch that names its input otherwise trains the same."""
   model, tx, state = _setup()
@@ -142,6 +149,7 @@ def _denoising_losses(compute_dtype, num_steps=120):
   return losses, state
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_trains_close_to_float32():
   f32, _ = _denoising_losses(jnp.float32)
   bf16, state = _denoising_losses(jnp.bfloat16)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ae_research import apply, checkpointing, codec, errors, image_io, steps
+from ae_research import apply, checkpointing, cli, codec, errors, image_io, steps
 from ae_research import summaries, train
 from ae_research import workdir as workdir_lib
 from configs import compress, denoise
@@ -29,15 +29,16 @@ def _mount(path, options):
 
 @pytest.fixture
 def small_disk(tmp_path):
-  """A 4 MB tmpfs, mounted for the test (root only)."""
-  if os.geteuid() != 0 or not shutil.which('mount'):
-    pytest.skip('mounting a size-limited tmpfs needs root; the injected-error '
-                'tests cover the same code paths')
+  """A 4 MB tmpfs, mounted for the test (its test is marked root; the
+  injected-error tests cover the same code paths without one)."""
+  if not shutil.which('mount'):
+    pytest.skip('needs root: mounts a size-limited tmpfs; there is no mount command')
   path = tmp_path / 'disk'
   try:
     _mount(path, 'size=4m')
   except subprocess.CalledProcessError as e:
-    pytest.skip(f'cannot mount a tmpfs here: {e.stderr.decode().strip()}')
+    pytest.skip('needs root: mounts a size-limited tmpfs, which this machine '
+                f'refuses: {e.stderr.decode().strip()}')
   yield path
   subprocess.run(['umount', '-l', str(path)], check=False)
 
@@ -54,6 +55,8 @@ def _intact_steps(config, workdir):
   return saved
 
 
+@pytest.mark.root('mounts a size-limited tmpfs')
+@pytest.mark.slow
 def test_training_on_a_full_disk_stops_then_resumes(smoke_config, small_disk):
   config = smoke_config
   config.num_train_steps, config.checkpoint_every_steps = 24, 2
@@ -72,6 +75,7 @@ def test_training_on_a_full_disk_stops_then_resumes(smoke_config, small_disk):
   assert os.path.exists(os.path.join(workdir, 'metrics.json'))
 
 
+@pytest.mark.root('mounts a size-limited tmpfs')
 def test_outputs_to_a_read_only_place(small_disk, tmp_path):
   """write_through_temp, which every output goes through, on a read-only
   file system: the message names the path and the cause."""
@@ -94,6 +98,7 @@ def _fail_on(monkeypatch, module, name, when, error):
   monkeypatch.setattr(module, name, failing)
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_save_names_its_step_and_keeps_the_others(
     smoke_config, tmp_path, monkeypatch):
   config = smoke_config
@@ -149,6 +154,7 @@ def _make_run(workdir, config):
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_apply_output_on_a_full_disk(tmp_path, monkeypatch, capsys):
   workdir, out = str(tmp_path / 'run'), tmp_path / 'out'
   _make_run(workdir, denoise.get_config('smoke'))
@@ -163,20 +169,21 @@ def test_apply_output_on_a_full_disk(tmp_path, monkeypatch, capsys):
     _fail_on(m, os, 'replace',  # b's comparison, after b.png.
              lambda src, dst: dst.endswith(os.path.join('compare', 'b.png')),
              OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-    assert apply.main(argv) == 1
+    assert cli.call(apply.main, argv) == 1
   err = ''.join(capsys.readouterr())
   assert os.path.join('compare', 'b.png') in err and 'ENOSPC' in err
   written = sorted(os.path.relpath(p, out) for p in
                    glob.glob(str(out / '**' / '*.png'), recursive=True))
   assert written == ['a.png', os.path.join('compare', 'a.png')]  # No half b.
   before = (out / 'a.png').read_bytes()
-  assert apply.main(argv) == 0
+  assert cli.call(apply.main, argv) == 0
   err = capsys.readouterr().err
   assert '2 written, 1 skipped' in err
   assert (out / 'a.png').read_bytes() == before
   assert image_io.read(str(out / 'c.png')).pixels.shape == (24, 24, 3)
 
 
+@pytest.mark.slow
 def test_codec_output_on_a_full_disk(tmp_path, monkeypatch, capsys):
   config = compress.get_config('smoke')
   config.model.features = (8, 8, 8)
@@ -191,10 +198,10 @@ def test_codec_output_on_a_full_disk(tmp_path, monkeypatch, capsys):
   with monkeypatch.context() as m:
     _fail_on(m, os, 'replace', lambda src, dst: dst == str(out),
              OSError(errno.EACCES, os.strerror(errno.EACCES)))
-    assert codec.main(argv) == 1
+    assert cli.call(codec.main, argv) == 1
   err = capsys.readouterr().err
   assert str(out) in err and 'permission denied (EACCES)' in err
   assert out.read_bytes() == b'an earlier output'
   assert sorted(os.listdir(tmp_path)) == ['in.png', 'out.aec', 'run']
-  assert codec.main(argv) == 0
+  assert cli.call(codec.main, argv) == 0
   assert out.read_bytes().startswith(b'AEC')

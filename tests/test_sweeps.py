@@ -103,6 +103,7 @@ def test_report_collects_finished_points(tmp_path):
   assert json.loads((root / 'results.json').read_text())[2]['model.psnr'] == 22.0
 
 
+@pytest.mark.slow
 def test_local_launcher_runs_skips_and_resumes(tmp_path, data_dir, capsys):
   study = tmp_path / 'tiny.py'
   study.write_text(textwrap.dedent('''
@@ -164,6 +165,7 @@ def test_slurm_job_files(tmp_path):
   assert np.all([p['workdir'].startswith(str(root)) for p in points])
 
 
+@pytest.mark.slow
 def test_sigterm_in_one_process_saves_and_resumes(tmp_path, data_dir):
   config = colorize.get_config('smoke')
   config.data_dir, config.shapes.num_train, config.shapes.num_test = data_dir, 128, 40

@@ -61,6 +61,7 @@ def test_windows_refuse_tiles_that_keep_nothing():
     tiling.windows(100, 8, 3, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kwargs', [
     dict(downsample='stride', upsample='pixel_shuffle'),
     dict(downsample='avgpool', upsample='nearest', residual=True),
@@ -83,6 +84,7 @@ def test_tiled_equals_whole_image(kwargs):
   np.testing.assert_allclose(tiled, whole, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_tiled_equals_whole_for_the_codec_transforms():
   config_features = (8, 8, 8)
   for model in (compression.FactorizedPrior(features=config_features, latent_features=8),
@@ -123,6 +125,7 @@ def test_receptive_field_of_a_stack_of_convolutions(depth):
   assert depth <= field <= depth + 1  # Each 3x3 convolution reaches 1 further.
 
 
+@pytest.mark.slow
 def test_receptive_field_of_a_model_that_pools_the_whole_image_is_unbounded():
   fn, variables = _model_fn(models.Autoencoder(features=(8,), latent_features=8,
                                                norm='group'))
@@ -150,6 +153,7 @@ def test_blending_hides_the_seams_of_tiles_with_too_little_context():
   assert np.abs(blended - whole).max() < np.abs(hard - whole).max()
 
 
+@pytest.mark.slow
 def test_auto_tiles_only_what_does_not_fit():
   model = models.Autoencoder(features=(8, 16), latent_features=8)
   fn, variables = _model_fn(model)

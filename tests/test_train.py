@@ -25,6 +25,7 @@ def _params(state):
   return jax.tree.map(np.asarray, state.params)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_everything(smoke_config, tmp_path):
   workdir = str(tmp_path / 'run')
   state = train.train_and_evaluate(smoke_config, workdir)
@@ -71,6 +72,7 @@ def _crash_after(monkeypatch, num_steps):
   monkeypatch.setattr(parallel, 'jit_train_step', crashing)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_parameters(smoke_config, tmp_path,
                                                           monkeypatch, caplog):
   config = _short(smoke_config)
@@ -90,6 +92,7 @@ def test_interrupted_run_resumes_to_identical_parameters(smoke_config, tmp_path,
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_and_keeps_the_checkpoint(smoke_config, tmp_path):
   config = _short(smoke_config)
   config.optimizer.learning_rate = 1e20
@@ -111,6 +114,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_checkpoint(smoke_config, tmp_path)
     mngr.close()
 
 
+@pytest.mark.slow
 def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
   workdir = str(tmp_path / 'run')
   config = _short(smoke_config)
@@ -123,6 +127,7 @@ def test_resuming_with_another_model_is_refused(smoke_config, tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
 
 
+@pytest.mark.slow
 def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
   source = str(tmp_path / 'source')
   config = _short(smoke_config)
@@ -149,6 +154,7 @@ def test_init_from_starts_with_another_runs_parameters(smoke_config, tmp_path):
   assert not os.path.exists(tmp_path / 'new')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module,variant,fields', [
     ('denoise', 'smoke', {}), ('denoise', 'crosshair,smoke', {}),
     ('denoise', 'dncnn,smoke', {}), ('denoise', 'ffdnet,blind,smoke', {}),
@@ -169,7 +175,7 @@ def test_photo_experiments_train_and_score_whole_images(module, variant, fields,
   with open(os.path.join(workdir, 'metrics.json')) as f:
     metrics = json.load(f)
   task = tasks.get(config.task)
-  assert metrics['baseline'] == metrics[task.BASELINE_NAME]
+  assert metrics['baseline'] == metrics[task.baseline_name(config)]
   assert set(metrics['model']) == set(metrics['baseline'])
   with open(os.path.join(workdir, 'eval', 'results.json')) as f:
     results = json.load(f)
@@ -195,6 +201,7 @@ def _image_folder(path, sizes):
   return f'folder:{path}'
 
 
+@pytest.mark.slow
 def test_device_pipeline_run_resumes_to_identical_parameters(
     data_dir, tmp_path, monkeypatch, caplog):
   # (The host pipeline's exact resume: test_interrupted_run_resumes_...)
@@ -229,6 +236,7 @@ def test_device_pipeline_refuses_data_it_cannot_hold(smoke_config, tmp_path):
   assert not os.path.exists(tmp_path / 'run')
 
 
+@pytest.mark.slow
 def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
   from configs import super_resolution
   from PIL import Image
@@ -252,6 +260,7 @@ def test_eval_mode_scores_a_workdir_on_a_folder(data_dir, tmp_path):
     train.evaluate_workdir(config, str(tmp_path / 'empty'))
 
 
+@pytest.mark.slow
 def test_eval_mode_scores_another_noise_level_in_its_own_folder(data_dir, tmp_path):
   from configs import denoise
   config = denoise.get_config('ffdnet,blind,smoke')

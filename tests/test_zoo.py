@@ -1,8 +1,10 @@
-"""The reference models: shapes, purity, what each one is built to do, and
-their configs."""
+"""The architectures: every one of the registry at smoke size (a new one is
+covered by declaring it), the registry's checks, and what each reference
+model is built to do."""
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,45 +12,142 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ae_research import config_lib, corruptions, defaults, zoo
+from ae_research import archs, checks, config_lib, corruptions, zoo
 from ae_research import workdir as workdir_lib
 from configs import colorize, compress, default, denoise, super_resolution
 
-SMALL = {
-    'autoencoder': dict(features=(4, 8), latent_features=4),
-    'unet': dict(features=(4, 8, 8)),
-    'dncnn': dict(depth=4, width=8),
-    'ffdnet': dict(depth=3, width=8),
-    'espcn': dict(widths=(8, 4)),
-    'fsrcnn': dict(width=8, shrink=4, mapping_layers=2),
-    'edsr': dict(num_blocks=2, width=8),
-}
+# The reference models of zoo.py; the tests of what each is built to do.
+REFERENCE = ('autoencoder', 'unet', 'dncnn', 'ffdnet', 'espcn', 'fsrcnn',
+             'edsr')
 
 
 def _config(arch, **fields):
+  """config.model of `arch` at its smoke size, with `fields`."""
   return ml_collections.ConfigDict(
-      dict(arch=arch, **{**defaults.ARCHS[arch], **SMALL[arch], **fields}))
+      archs.get(arch).config(**{**archs.get(arch).smoke, **fields}))
 
 
 def _channels(arch):
-  return 4 if arch in zoo.NOISE_MAP_ARCHS else 3
+  return 4 if archs.get(arch).noise_map else 3
 
 
-@pytest.mark.parametrize('arch,scale', [(a, 3) for a in sorted(zoo.ARCHS)] + [
-    (a, s) for a in zoo.SUPER_RESOLUTION_ARCHS for s in (2, 4)])
-def test_any_size_in_the_promised_size_out(arch, scale):
+def _smoke_config(arch):
+  """An experiment config with `arch`, after the 'smoke' variant."""
+  config = default.get_config()
+  default.use_arch(config, arch)
+  return default.apply_variant(config, 'smoke')
+
+
+@pytest.mark.parametrize('name', archs.names())
+def test_every_architecture_builds_from_its_smoke_config_and_runs(name):
+  """The contract of a registered architecture: its smoke config passes its
+  checks and builds; init and apply (eval and train) give the promised size
+  from sides that are multiples of `downsampling`, as a pure function."""
+  arch = archs.get(name)
+  config = _smoke_config(name)
+  assert config.model.arch == name
+  assert arch.problems(config.model) == []
+  model = zoo.from_config(config.model, out_features=3, scale=2)
+  up = 2 if arch.low_resolution else 1
+  assert model.upscale == up
+  h, w = 4 * model.downsampling, 6 * model.downsampling
+  x = jax.random.uniform(jax.random.key(0), (2, h, w, _channels(name)))
+  variables = model.init(jax.random.key(1), x)
+  y = model.apply(variables, x)
+  assert y.shape == (2, h * up, w * up, 3)
+  assert bool(jnp.all(jnp.isfinite(y)))
+  np.testing.assert_array_equal(model.apply(variables, x), y)
+  other = model.init(jax.random.key(2), x)
+  assert not np.allclose(model.apply(other, x), y)
+  y_train, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  assert y_train.shape == y.shape
+
+
+def test_the_registry_is_consistent():
+  """Every declaration has its class, with the declared defaults, and the
+  capability lists are the declarations'."""
+  zoo.check_registry()
+  for name, arch in archs.REGISTRY.items():
+    assert arch.name == name
+    cls = zoo.model_class(arch)
+    assert getattr(zoo, arch.module) is cls
+    built = cls()
+    for field, value in arch.defaults.items():
+      assert getattr(built, field) == value, (name, field)
+    assert arch.problems(arch.config()) == []
+  assert zoo.SUPER_RESOLUTION_ARCHS == tuple(
+      a.name for a in archs.REGISTRY.values() if a.low_resolution)
+  assert zoo.NOISE_MAP_ARCHS == tuple(
+      a.name for a in archs.REGISTRY.values() if a.noise_map)
+
+
+_GOOD = dict(module='DnCNN', fields=dict(
+    depth=archs.Field(17, archs.at_least(2)),
+    width=archs.Field(64, checks.positive)), smoke=dict(depth=3))
+
+
+@pytest.mark.parametrize('changes,message', [
+    (dict(module=None), "architecture 'mine' (ae_research/archs.py) names no "
+     'module: give module=NAME'),
+    (dict(fields=None), "architecture 'mine' (ae_research/archs.py) declares "
+     'no fields'),
+    (dict(smoke=None), "architecture 'mine' (ae_research/archs.py) has no "
+     'smoke sizes: give smoke=dict(...)'),
+    (dict(fields=dict(depth=17)), "architecture 'mine' (ae_research/archs.py): "
+     "field 'depth' is 17; give Field(default, check)"),
+    (dict(fields=dict(depth=archs.Field(1, archs.at_least(2)))),
+     "the default of 'depth' is 1, which its check refuses: use an integer "
+     '>= 2'),
+    (dict(fields=dict(scale=archs.Field(2, checks.positive))),
+     "declares field 'scale', which the code that builds a model sets"),
+    (dict(smoke=dict(kernel=3)), "smoke sets 'kernel', which is not one of "
+     "its fields ['depth', 'width']"),
+    (dict(smoke=dict(width=0)), "smoke 'width' is 0, which its check refuses"),
+    (dict(noise_map='yes'), "architecture 'mine' (ae_research/archs.py): "
+     "noise_map='yes'; give True or False"),
+])
+def test_an_incomplete_declaration_names_the_architecture_and_what_is_missing(
+    changes, message):
+  with pytest.raises(archs.ArchError, match=re.escape(message)):
+    archs.Arch('mine', **{**_GOOD, **changes})
+
+
+@pytest.mark.parametrize('changes,message', [
+    (dict(module='VDSR'), "architecture 'mine' (ae_research/archs.py) names "
+     "module='VDSR', but ae_research/zoo.py has no linen module of that name"),
+    (dict(module='bicubic_upsample'), 'has no linen module of that name'),
+    (dict(fields=dict(_GOOD['fields'], kernel=archs.Field(3, checks.positive))),
+     "zoo.DnCNN lacks the field(s) ['kernel']: add them to the class"),
+    (dict(low_resolution=True), "zoo.DnCNN lacks the field(s) ['scale']"),
+    (dict(fields=dict(depth=archs.Field(5, archs.at_least(2)))),
+     'zoo.DnCNN.depth defaults to 17 but the declaration says 5'),
+    (dict(module='PlainStack'), "zoo.PlainStack has no 'downsampling'"),
+])
+def test_a_declaration_that_disagrees_with_its_class_is_named(changes, message):
+  arch = archs.Arch('mine', **{**_GOOD, **changes})
+  with pytest.raises(archs.ArchError, match=re.escape(message)):
+    zoo.model_class(arch)
+
+
+def test_the_registry_refuses_a_name_declared_twice():
+  arch = archs.Arch('mine', **_GOOD)
+  with pytest.raises(archs.ArchError, match="'mine' is declared twice"):
+    archs.registry(arch, arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch,scale', [(a, 3) for a in REFERENCE] + [
+    (a, 4) for a in REFERENCE if archs.get(a).low_resolution])
+def test_the_reference_models_take_any_size(arch, scale):
+  """They pad (and crop back) inputs that are not multiples of
+  `downsampling` themselves (x2 is in the test above)."""
   model = zoo.from_config(_config(arch), out_features=3, scale=scale)
   x = jax.random.uniform(jax.random.key(0), (2, 13, 10, _channels(arch)))
   variables = model.init(jax.random.key(1), x)
   y = model.apply(variables, x)
-  up = scale if arch in zoo.SUPER_RESOLUTION_ARCHS else 1
-  assert model.upscale == up
+  up = scale if archs.get(arch).low_resolution else 1
   assert y.shape == (2, 13 * up, 10 * up, 3)
   assert bool(jnp.all(jnp.isfinite(y)))
-  # A pure function of (variables, input), and the parameters matter.
-  np.testing.assert_array_equal(model.apply(variables, x), y)
-  other = model.init(jax.random.key(2), x)
-  assert not np.allclose(model.apply(other, x), y)
 
 
 def test_published_sizes_have_the_published_parameter_counts():
@@ -64,7 +163,7 @@ def test_published_sizes_have_the_published_parameter_counts():
 
 
 def test_dncnn_predicts_the_noise_and_keeps_batch_statistics():
-  model = zoo.DnCNN(**SMALL['dncnn'])
+  model = zoo.DnCNN(**archs.get('dncnn').smoke)
   x = jax.random.uniform(jax.random.key(0), (4, 12, 12, 3))
   variables = model.init(jax.random.key(1), x)
   assert 'batch_stats' in variables
@@ -80,7 +179,7 @@ def test_dncnn_predicts_the_noise_and_keeps_batch_statistics():
 
 
 def test_ffdnet_reads_the_noise_map_and_says_what_it_needs():
-  model = zoo.FFDNet(**SMALL['ffdnet'])
+  model = zoo.FFDNet(**archs.get('ffdnet').smoke)
   noisy = jax.random.uniform(jax.random.key(0), (1, 10, 14, 3))
   level = lambda s: jnp.concatenate([noisy, jnp.full((1, 10, 14, 1), s)], -1)
   variables = model.init(jax.random.key(1), level(0.1))
@@ -90,7 +189,8 @@ def test_ffdnet_reads_the_noise_map_and_says_what_it_needs():
     model.apply(variables, noisy[..., :1])
 
 
-@pytest.mark.parametrize('arch', zoo.SUPER_RESOLUTION_ARCHS)
+@pytest.mark.slow
+@pytest.mark.parametrize('arch', ('espcn', 'fsrcnn', 'edsr'))
 def test_bicubic_skip_adds_the_bicubic_upsampling(arch):
   """With the last layer at zero, a model with the skip gives bicubic
   upsampling; it agrees with the protocol's (host) bicubic inside the
@@ -141,7 +241,7 @@ def test_reference_variants_are_valid(module, variants):
   for variant in variants:
     config = module.get_config(variant)
     config_lib.validate(config, num_devices=8)
-    assert config.model.arch in zoo.ARCHS
+    assert config.model.arch in archs.names()
 
 
 def test_variants_apply_in_the_experiments_order():
@@ -157,6 +257,12 @@ def test_variants_apply_in_the_experiments_order():
     (lambda: compress.get_config(), 'model.arch', "use 'autoencoder'"),
     (lambda: super_resolution.get_config('espcn'), 'patch_size',
      'multiple of config.sr.scale'),
+    (lambda: denoise.get_config('dncnn'), 'model.features',
+     re.escape("config.model has ['features'], which config.model.arch='dncnn' "
+               "does not take; its fields: ['depth', 'norm', 'residual', "
+               "'width']")),
+    (lambda: denoise.get_config('dncnn'), 'model.arch',
+     "config.model.arch='vdsr' is not allowed: use one of"),
 ])
 def test_bad_model_configs_are_named(make, field, message):
   config = make()
@@ -164,8 +270,13 @@ def test_bad_model_configs_are_named(make, field, message):
     config.model.depth = 1
   elif field == 'model.res_scale':
     config.model.res_scale = 0.0
-  elif field == 'model.arch':
+  elif field == 'model.arch' and config.task == 'compress':
     default.use_arch(config, 'unet')
+  elif field == 'model.arch':
+    config.model.arch = 'vdsr'
+  elif field == 'model.features':
+    with config.model.ignore_type():
+      config.model.features = (8,)
   elif field == 'patch_size':
     config.patch_size = 50
   with pytest.raises(config_lib.ConfigError, match=message):

@@ -1,4 +1,4 @@
-"""The RD report: trained compression runs beside JPEG and WebP.
+r"""The RD report: trained compression runs beside JPEG and WebP.
 
   python -m ae_research.rd --workdirs=runs/rd/lambda_0.003,runs/rd/lambda_0.01 \
       --output=runs/rd/report [--dataset=folder:PATH] [--published=kodak]
@@ -10,13 +10,13 @@ BD-rates against JPEG, WebP, the other learned curves and, with --published,
 the published curves of that test set (drawn dashed).
 """
 
-import argparse
 import os
 import sys
 
+from absl import flags
 import numpy as np
 
-from ae_research import datasets, errors, rd, summaries
+from ae_research import cli, datasets, errors, rd, summaries
 from ae_research import workdir as workdir_lib
 
 
@@ -32,36 +32,42 @@ def _images(source, max_images: int) -> list[tuple[str, np.ndarray]]:
   return images
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m ae_research.rd',
-      description='Rate-distortion curves of trained compression runs beside '
-                  'JPEG and WebP, BD-rates, plots.')
-  parser.add_argument('--workdirs', required=True,
-                      help='comma-separated compression runs (one point each)')
-  parser.add_argument('--output', required=True, help='folder for the report')
-  parser.add_argument('--dataset', default='',
-                      help="'' (the runs' test split), or folder:PATH, tfds:NAME")
-  parser.add_argument('--max_images', type=int, default=0)
-  parser.add_argument('--published', default='', choices=['', *rd.PUBLISHED],
-                      help='also draw (dashed) and compare with the published '
-                           'curves of this test set (rd.PUBLISHED)')
-  parser.add_argument('--overwrite', action='store_true')
-  args = parser.parse_args(argv)
-  workdirs = [w for w in args.workdirs.split(',') if w]
-  report = os.path.join(args.output, 'results.json')
+_WORKDIRS = flags.DEFINE_list(
+    'workdirs', None, 'Comma-separated compression runs (one point each).')
+_OUTPUT = cli.define_output('Folder for the report.')
+_DATASET = flags.DEFINE_string(
+    'dataset', '', "'' (the runs' test split), or folder:PATH, tfds:NAME.")
+_MAX_IMAGES = flags.DEFINE_integer(
+    'max_images', 0, 'Code the first this many images of the data set '
+    '(<= 0: all).')
+_PUBLISHED = flags.DEFINE_enum(
+    'published', None, list(rd.PUBLISHED), 'Also draw (dashed) and compare '
+    'with the published curves of this test set (rd.PUBLISHED).')
+_OVERWRITE = cli.define_overwrite('Replace a report that exists.')
+
+
+def main(argv: list[str]) -> int:
+  """The command (absl has parsed the flags; it takes no other input)."""
+  cli.require(_WORKDIRS, _OUTPUT)
+  if len(argv) > 1:
+    cli.usage_error(f'unexpected arguments {argv[1:]}: the runs are '
+                    '--workdirs=A,B,...')
+  workdirs, output = [w for w in _WORKDIRS.value if w], _OUTPUT.value
+  if not workdirs:
+    cli.usage_error('--workdirs names no run')
+  report = os.path.join(output, 'results.json')
   try:
-    if os.path.exists(report) and not args.overwrite:
+    if os.path.exists(report) and not _OVERWRITE.value:
       raise errors.UserError(f'{report} exists; pass --overwrite or another '
                              '--output')
     codecs = [workdir_lib.load_codec(w) for w in workdirs]
     config = codecs[0].config
-    name = args.dataset or config.get('eval_dataset') or config.dataset
+    name = _DATASET.value or config.get('eval_dataset') or config.dataset
     source = datasets.get_source(config, 'test', name)
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  images = _images(source, args.max_images)
+  images = _images(source, _MAX_IMAGES.value)
   learned: dict[str, list] = {}
   per_run = {}
   for w, c in zip(workdirs, codecs):
@@ -75,27 +81,27 @@ def main(argv=None) -> int:
     print(f'{w}: bpp {mean["bpp"]:.4f} (estimated {mean["bpp_estimated"]:.4f}), '
           f'PSNR {mean["psnr"]:.2f}, MS-SSIM {mean["ms_ssim"]:.4f}', flush=True)
   classical = rd.classical_curves(images)
-  published = rd.PUBLISHED.get(args.published, {})
+  published = rd.PUBLISHED.get(_PUBLISHED.value, {})
   anchors = {k: v['mean'] for k, v in classical.items()}
   # Every learned curve against JPEG, WebP, the other learned curves and
   # the published ones.
   bd, bd_md = rd.bd_table(learned, {**anchors, **learned, **published})
   curves = {**learned, **anchors, **published}
-  os.makedirs(args.output, exist_ok=True)
+  os.makedirs(output, exist_ok=True)
   for m in rd.METRICS:
-    rd.plot(curves, os.path.join(args.output, f'rd_{m}.png'), m,
+    rd.plot(curves, os.path.join(output, f'rd_{m}.png'), m,
            title=f'{name}: {len(images)} images', dashed=list(published))
   summaries.write_json(report, {'dataset': name, 'images': [n for n, _ in images],
                                 'runs': per_run, 'curves': curves, 'bd_rate': bd})
   md = f'# Rate-distortion on {name} ({len(images)} images)\n\n'
   if published:
     md += (f'Published curves (dashed on the plots): '
-           f'{rd.PUBLISHED_SOURCE[args.published]}.\n\n')
+           f'{rd.PUBLISHED_SOURCE[_PUBLISHED.value]}.\n\n')
   md += f'{bd_md}\n{rd.curve_table(curves)}'
-  summaries.write_text(os.path.join(args.output, 'results.md'), md)
+  summaries.write_text(os.path.join(output, 'results.md'), md)
   print(md)
   return 0
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run(main)

@@ -19,160 +19,153 @@ from ae_research import (aec, checks, compression, datasets, entropy_models,
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
-NAME = 'compress'
-BASELINE_NAME = 'jpeg'  # JPEG at the model's rate, interpolated on its curve.
-APPLY_FILES = ('.aec',)  # `python -m ae_research.apply` writes the file too.
 
+class Compress(base.Task):
+  """An image to a real file and back; scored by the file's rate."""
 
-def check_config(config: Any) -> list[str]:
-  """config.compress, and the evaluation compression needs."""
-  found = checks.problems(config, {
-      'compress.model': checks.one_of(compression.MODELS),
-      'compress.lmbda': checks.positive_float,
-      'compress.bits': checks.one_of(tuple(range(1, 17))),
-      'compress.hyper_features': checks.positive,
-  })
-  if config.model.arch != 'autoencoder':
-    found.append(f'config.model.arch={config.model.arch!r}: the compression '
-                 "models are built from the autoencoder's fields; use "
-                 "'autoencoder'")
+  name = 'compress'
+  group = 'compress'
+  apply_files = ('.aec',)  # `python -m ae_research.apply` writes the file too.
+
+  def group_defaults(self) -> dict[str, Any]:
+    # lmbda weighs distortion against rate: lmbda * 255^2 * MSE + bpp;
+    # hyper_features: the hyperprior models' hyper latent channels (N).
+    return dict(model='factorized', lmbda=0.01, bits=4, hyper_features=128)
+
+  def check_config(self, config: Any) -> list[str]:
+    """config.compress, and the evaluation compression needs."""
+    found = checks.problems(config, {
+        'compress.model': checks.one_of(compression.MODELS),
+        'compress.lmbda': checks.positive_float,
+        'compress.bits': checks.one_of(tuple(range(1, 17))),
+        'compress.hyper_features': checks.positive,
+    })
+    if config.model.arch != 'autoencoder':
+      found.append(f'config.model.arch={config.model.arch!r}: the compression '
+                   "models are built from the autoencoder's fields; use "
+                   "'autoencoder'")
+      return found
+    if (config.compress.model != 'bottleneck' and
+        config.model.upsample not in compression.FACTORIZED_UPSAMPLE_KINDS):
+      found.append(f'config.model.upsample={config.model.upsample!r}: the '
+                   f'{config.compress.model} model upsamples with one of '
+                   f'{list(compression.FACTORIZED_UPSAMPLE_KINDS)}')
+    if config.compress.model in ('hyperprior', 'mean_scale'):
+      multiple = 4 * 2 ** len(config.model.features)
+      if config.patch_size % multiple:
+        found.append(f'config.patch_size={config.patch_size}: the '
+                     f'{config.compress.model} model with '
+                     f'{len(config.model.features)} levels needs patches whose '
+                     f'side is a multiple of {multiple} (its hyper latent is '
+                     f'{multiple}x smaller than the image)')
+    if not config.eval_classical:
+      found.append('config.eval_classical=False: compression is scored beside '
+                   'JPEG and WebP at the same rate; set it to True')
+    if not config.eval_whole_images:
+      found.append('config.eval_whole_images=False: compression is scored on '
+                   'the real files of whole images; set it to True')
+    if config.dataset == 'shapes':
+      found.append("config.dataset='shapes' has 32x32 images; compression "
+                   'needs photos (MS-SSIM wants sides of 161 pixels or more): '
+                   "use 'photos', folder:PATH or tfds:NAME")
     return found
-  if (config.compress.model != 'bottleneck' and
-      config.model.upsample not in compression.FACTORIZED_UPSAMPLE_KINDS):
-    found.append(f'config.model.upsample={config.model.upsample!r}: the '
-                 f'{config.compress.model} model upsamples with one of '
-                 f'{list(compression.FACTORIZED_UPSAMPLE_KINDS)}')
-  if config.compress.model in ('hyperprior', 'mean_scale'):
-    multiple = 4 * 2 ** len(config.model.features)
-    if config.patch_size % multiple:
-      found.append(f'config.patch_size={config.patch_size}: the '
-                   f'{config.compress.model} model with '
-                   f'{len(config.model.features)} levels needs patches whose '
-                   f'side is a multiple of {multiple} (its hyper latent is '
-                   f'{multiple}x smaller than the image)')
-  if not config.eval_classical:
-    found.append('config.eval_classical=False: compression is scored beside '
-                 'JPEG and WebP at the same rate; set it to True')
-  if not config.eval_whole_images:
-    found.append('config.eval_whole_images=False: compression is scored on '
-                 'the real files of whole images; set it to True')
-  if config.dataset == 'shapes':
-    found.append("config.dataset='shapes' has 32x32 images; compression "
-                 'needs photos (MS-SSIM wants sides of 161 pixels or more): '
-                 "use 'photos', folder:PATH or tfds:NAME")
-  return found
+
+  def make_model(self, config: Any, norm_axis_name=None):
+    del norm_axis_name  # The compression models have no batch statistics.
+    return compression.from_config(config)
+
+  def make_pair(self, example: dict[str, Any], rng: Any,
+                config: Any) -> dict[str, Any]:
+    del rng, config
+    image = base.pixels(example['image'])
+    return {'input': image, 'target': image}
+
+  def loss(self, pred: Any, batch: dict[str, jax.Array], config: Any) -> Any:
+    """Per example: lambda * 255^2 * MSE + bpp, with both terms reported."""
+    mse = metrics_lib.mse(pred['output'], batch['target'])
+    num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
+    bpp = entropy_models.bits(pred['likelihoods']) / num_pixels
+    return {'loss': config.compress.lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
+            'psnr': -10.0 * jnp.log10(mse)}
+
+  def metrics(self, pred: Any, batch: dict[str, jax.Array], config: Any):
+    """PSNR and the model's estimated rate (the real rate needs the codec:
+    whole-image evaluation)."""
+    del config
+    mask_B = batch['mask']
+    num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
+    out = metrics_lib.rgb_psnr_ssim(pred['output'], batch)
+    bits = entropy_models.bits(pred['likelihoods'])
+    out['bpp_estimated'] = metrics_lib.mean_over_batch(bits / num_pixels, mask_B)
+    return out
+
+  def baseline_name(self, config: Any) -> str:
+    """JPEG at the model's rate, interpolated on its curve (whole images);
+    the uncompressed input on scored batches."""
+    del config
+    return 'jpeg'
+
+  def apply_pair(self, image: np.ndarray, config: Any) -> dict[str, Any]:
+    """The codec takes the image itself."""
+    del config
+    return {'input': image, 'shown': image}
+
+  def codec(self, config: Any, state: Any, plan: Any) -> aec.Codec:
+    """The trained model as a codec of real files."""
+    return aec.Codec.from_config(config, state.params, state.model_state, plan)
+
+  def make_applier(self, config: Any, state: Any, plan: Any) -> base.Applier:
+    """apply(image, compare, on_tile) -> base.Result for
+    `python -m ae_research.apply`: the image coded to a real .aec file (alpha
+    stored losslessly beside the coded color) and decoded from it; the
+    comparison shows JPEG and WebP at about the same rate."""
+    codec = self.codec(config, state, plan)
+
+    def apply(image, compare: bool = False, on_tile=None):
+      codec.on_tile = on_tile
+      planes = [image_io.to_uint8(image.pixels)]
+      if image.alpha is not None:
+        planes.append(image_io.to_uint8(image.alpha))
+      data = codec.encode(np.concatenate(planes, -1))
+      decision = codec.last_decision
+      decoded = codec.decode(data).astype(np.float32) / 255.0
+      channels = image.pixels.shape[-1]
+      h, w = decoded.shape[:2]
+      bpp = 8 * len(data) / (h * w)
+      out = image_io.Image(decoded[..., :channels],
+                           decoded[..., channels:] if image.alpha is not None else None, 8)
+      result = base.Result(out, {'.aec': data}, decision=decision,
+                           note=f'{len(data)} bytes, {bpp:.4f} bpp')
+      if compare:
+        rgb = image.rgb_uint8()
+        result.compare = [('original', rgb / 255.0), (f'model {bpp:.3f} bpp', out.pixels)]
+        for name in ('jpeg', 'webp'):
+          rate, pixels = rd.closest_classical(rgb, name, bpp)
+          result.compare.append((f'{name} {rate:.3f} bpp', pixels / 255.0))
+      return result
+
+    return apply
+
+  def evaluate_images(self, state: Any, predict: Callable, source: Any,
+                      config: Any, out_dir: str | None = None,
+                      max_images: int | None = None,
+                      classical: bool = True) -> dict[str, Any]:
+    """The codec on every image of `source`, beside JPEG and WebP.
+
+    Writes to `out_dir`: files/<name>.aec (the compressed files), decoded/
+    <name>.png (what decompressing them gives, exactly what was scored),
+    images/<name>.png (original | model | JPEG and WebP at about its rate),
+    results.json, results.md and rd_psnr.png / rd_ms_ssim.png.
+    Returns {'mean': {'model', 'jpeg', 'webp'}, 'images', 'curves', 'sample'}.
+    """
+    del predict
+    return evaluate_codec(state, source, config, out_dir, max_images, classical)
 
 
-def input_channels(config: Any) -> int:
-  del config
-  return 3  # Gray images are coded as RGB.
-
-
-def make_model(config: Any, norm_axis_name=None):
-  del norm_axis_name  # The compression models have no batch statistics.
-  return compression.from_config(config)
-
-
-def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
-              config: Any) -> dict[str, np.ndarray]:
-  del rng, config
-  image = example['image'].astype(np.float32) / 255.0
-  return {'input': image, 'target': image}
-
-
-def device_pair(image: jax.Array, key: jax.Array, config: Any) -> dict[str, jax.Array]:
-  """make_pair's twin in jax, for batches made on the device."""
-  del key, config
-  return {'input': image, 'target': image}
-
-
-def loss(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
-         config: Any = None) -> dict[str, jax.Array]:
-  """Per example: lambda * 255^2 * MSE + bpp, with both terms reported."""
-  mse = metrics_lib.mse(pred['output'], batch['target'])
-  num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
-  bpp = entropy_models.bits(pred['likelihoods']) / num_pixels
-  return {'loss': config.compress.lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
-          'psnr': -10.0 * jnp.log10(mse)}
-
-
-def metrics(pred: dict[str, jax.Array], batch: dict[str, jax.Array],
-            config: Any = None):
-  """PSNR and the model's estimated rate (the real rate needs the codec:
-  whole-image evaluation)."""
-  del config
-  mask_B = batch['mask']
-  num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
-  out = metrics_lib.rgb_psnr_ssim(pred['output'], batch)
-  bits = entropy_models.bits(pred['likelihoods'])
-  out['bpp_estimated'] = metrics_lib.mean_over_batch(bits / num_pixels, mask_B)
-  return out
-
-
-def baseline(batch: dict[str, jax.Array]) -> jax.Array:
-  """The uncompressed input (scored batches only; whole-image evaluation
-  compares with JPEG at the model's rate)."""
-  return batch['input']
-
-
-def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
-  del pair, config  # JPEG and WebP are scored as curves by evaluate_images.
-  return {}
-
-
-def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
-  """The codec takes the image itself."""
-  del config
-  return {'input': image, 'shown': image}
-
-
-def make_applier(task: Any, config: Any, state: Any, plan: Any) -> base.Applier:
-  """apply(image, compare, on_tile) -> base.Result for
-  `python -m ae_research.apply`: the image coded to a real .aec file (alpha
-  stored losslessly beside the coded color) and decoded from it; the
-  comparison shows JPEG and WebP at about the same rate."""
-  del task
-  codec = aec.Codec.from_config(config, state.params, state.model_state, plan)
-
-  def apply(image, compare: bool = False, on_tile=None):
-    codec.on_tile = on_tile
-    planes = [image_io.to_uint8(image.pixels)]
-    if image.alpha is not None:
-      planes.append(image_io.to_uint8(image.alpha))
-    data = codec.encode(np.concatenate(planes, -1))
-    decision = codec.last_decision
-    decoded = codec.decode(data).astype(np.float32) / 255.0
-    channels = image.pixels.shape[-1]
-    h, w = decoded.shape[:2]
-    bpp = 8 * len(data) / (h * w)
-    out = image_io.Image(decoded[..., :channels],
-                         decoded[..., channels:] if image.alpha is not None else None, 8)
-    result = base.Result(out, {'.aec': data}, decision=decision,
-                              note=f'{len(data)} bytes, {bpp:.4f} bpp')
-    if compare:
-      rgb = image.rgb_uint8()
-      result.compare = [('original', rgb / 255.0), (f'model {bpp:.3f} bpp', out.pixels)]
-      for name in ('jpeg', 'webp'):
-        rate, pixels = rd.closest_classical(rgb, name, bpp)
-        result.compare.append((f'{name} {rate:.3f} bpp', pixels / 255.0))
-    return result
-
-  return apply
-
-
-def evaluate_images(state: Any, predict: Callable, task: Any, source: Any,
-                    config: Any, out_dir: str | None = None,
-                    max_images: int | None = None,
-                    classical: bool = True) -> dict[str, Any]:  # pylint: disable=redefined-outer-name
-  """The codec on every image of `source`, beside JPEG and WebP.
-
-  Writes to `out_dir`: files/<name>.aec (the compressed files), decoded/
-  <name>.png (what decompressing them gives, exactly what was scored),
-  images/<name>.png (original | model | JPEG and WebP at about its rate),
-  results.json, results.md and rd_psnr.png / rd_ms_ssim.png.
-  Returns {'mean': {'model', 'jpeg', 'webp'}, 'images', 'curves', 'sample'}.
-  """
-  del predict, task
+def evaluate_codec(state: Any, source: Any, config: Any,
+                   out_dir: str | None = None, max_images: int | None = None,
+                   classical: bool = True) -> dict[str, Any]:
+  """`Compress.evaluate_images`: the real codec of `state` on whole images."""
   codec = aec.Codec.from_config(config, state.params, state.model_state)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, images, decoded_images = [], [], []

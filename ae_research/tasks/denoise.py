@@ -1,19 +1,28 @@
 """Denoising: a corrupted image in, the clean one out.
 
-config.denoise.noise picks the corruption: 'gaussian' (sigma on the 0-255
-scale, or drawn from sigma_range for blind denoising), 'salt_and_pepper',
-'mask' (random blocks removed) or 'crosshair' (a thin dark cross to remove).
-Classical baselines, by corruption: scikit-image's non-local means (and BM3D
-when the optional `bm3d` package is installed) for Gaussian noise, a 3x3
-median filter for salt and pepper, biharmonic inpainting of the known damaged
-pixels for masks and the crosshair.
+config.denoise.noise names one of `CORRUPTIONS`, each declared once below
+as a `Corruption`: how it is made (one implementation, on the host and in
+batches made on the device where it can be), its config.denoise fields and
+their checks, its classical methods and what its baseline is called.
+
+- 'gaussian': sigma on the 0-255 scale, or drawn from sigma_range (blind);
+  scikit-image's non-local means (and CBM3D when the optional `bm3d` package
+  is installed).
+- 'salt_and_pepper': a fraction `amount` of pixels black or white; a 3x3
+  median filter.
+- 'mask' (random 8x8 blocks removed) and 'crosshair' (a thin dark cross):
+  biharmonic inpainting of the known damaged pixels.
+- 'jpeg': the image saved by Pillow's JPEG at a quality drawn from
+  quality_range (host only: Pillow); no classical method, scored beside the
+  JPEG image itself.
 
 A model that takes the noise level (config.model.arch 'ffdnet') gets it as
 one more input channel after the image: sigma / 255 at every pixel, the
 sigma drawn for that image (blind training) or config.denoise.sigma.
 """
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,135 +35,63 @@ try:
 except ImportError:
   bm3d = None
 
-from ae_research import checks, corruptions, device_data, evaluate, zoo
+from ae_research import archs, checks, color, corruptions
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
-NAME = 'denoise'
-BASELINE_NAME = 'noisy input'
-APPLY_FILES = ()
-NOISES = ('gaussian', 'salt_and_pepper', 'mask', 'crosshair')
 
-make_model = base.rgb_model
-evaluate_images = evaluate.evaluate_images
-make_applier = base.image_applier
+def _no_classical(pair: dict[str, np.ndarray], c: Any) -> dict[str, np.ndarray]:
+  del pair, c
+  return {}
 
 
-def check_config(config: Any) -> list[str]:
-  """config.denoise: the corruption and its strength."""
-  found = checks.problems(config, {
-      'denoise.noise': checks.one_of(NOISES),
-      'denoise.sigma': checks.non_negative_float,
-      'denoise.amount': checks.fraction,
-      'denoise.crosshair_thickness': checks.positive,
-  })
-  if takes_noise_map(config) and config.denoise.noise != 'gaussian':
-    found.append(f'config.model.arch={config.model.arch!r} takes the noise '
-                 'level as an input: it denoises Gaussian noise '
-                 f"(config.denoise.noise='gaussian'), not {config.denoise.noise!r}")
-  lo, hi = config.denoise.sigma_range
+@dataclasses.dataclass(frozen=True)
+class Corruption:
+  """One corruption of the denoising experiment, declared whole.
+
+  corrupt(clean, rng, config.denoise) -> {'input': the corrupted image,
+  optionally 'damage' (HxWx1, 1 where pixels were destroyed) and 'sigma'
+  (the noise level a noise-map model is told)}; `clean` is HxWx3 in [0, 1],
+  numpy with a numpy Generator on the host, jax with a jax key on the device.
+  """
+  name: str  # config.denoise.noise
+  corrupt: Callable[[Any, Any, Any], dict[str, Any]]
+  # Its config.denoise fields: {name: (default, check)}; `checks` functions.
+  fields: dict[str, tuple[Any, Callable[[Any], Any]]]
+  # Problems between its fields, each sane on its own: c -> [messages].
+  check: Callable[[Any], list[str]] = lambda c: []
+  # (pair, config.denoise) -> {method: prediction} on one whole image.
+  classical: Callable[[dict[str, np.ndarray], Any], dict[str, np.ndarray]] = _no_classical
+  baseline_name: str = 'noisy input'  # The corrupted input, scored as is.
+  on_device: bool = True  # `corrupt` runs traced with a jax key.
+  has_level: bool = False  # It gives 'sigma' (noise-map models need it).
+  # Destroys pixels at 0 in every channel: `apply` guesses them so.
+  inpainting: bool = False
+
+
+# ------------------------------------------------------------ Gaussian
+def _sigma_range(c: Any) -> list[str]:
+  lo, hi = c.sigma_range
   if not 0 <= lo <= hi:
-    found.append(f'config.denoise.sigma_range={(lo, hi)} must be (low, high) '
-                 'with 0 <= low <= high; (0, 0) means the fixed sigma')
-  return found
+    return [f'config.denoise.sigma_range={(lo, hi)} must be (low, high) with '
+            '0 <= low <= high; (0, 0) means the fixed sigma']
+  return []
 
 
-def takes_noise_map(config: Any) -> bool:
-  """Whether the model's input ends with a noise-level map."""
-  return config.model.arch in zoo.NOISE_MAP_ARCHS
+def _two(rng: Any) -> tuple[Any, Any]:
+  """Two independent streams: a numpy Generator draws on from its state, a
+  jax key is split."""
+  if isinstance(rng, np.random.Generator):
+    return rng, rng
+  first, second = jax.random.split(rng)
+  return first, second
 
 
-def input_channels(config: Any) -> int:
-  return 4 if takes_noise_map(config) else 3
-
-
-def with_noise_map(noisy: np.ndarray, sigma: float) -> np.ndarray:
-  """The image with one more channel: sigma / 255 everywhere."""
-  level = np.full(noisy.shape[:2] + (1,), sigma / 255.0, np.float32)
-  return np.concatenate([noisy.astype(np.float32), level], -1)
-
-
-def corrupt(clean: np.ndarray, rng: np.random.Generator, c: Any
-            ) -> tuple[np.ndarray, np.ndarray | None, float]:
-  """(corrupted image, HxWx1 map of the damaged pixels or None, Gaussian
-  sigma or 0)."""
-  if c.noise == 'gaussian':
-    sigma = corruptions.draw_sigma(rng, c.sigma, tuple(c.sigma_range))
-    return corruptions.gaussian_noise(clean, rng, sigma), None, sigma
-  if c.noise == 'salt_and_pepper':
-    return corruptions.salt_and_pepper(clean, rng, c.amount), None, 0.0
-  if c.noise == 'mask':
-    return corruptions.random_mask(clean, rng, c.amount) + (0.0,)
-  if c.noise == 'crosshair':
-    return corruptions.crosshair(clean, rng, c.crosshair_thickness) + (0.0,)
-  raise ValueError(f'config.denoise.noise={c.noise!r}; choose one of {NOISES}')
-
-
-def make_pair(example: dict[str, np.ndarray], rng: np.random.Generator,
-              config: Any) -> dict[str, np.ndarray]:
-  clean = example['image'].astype(np.float32) / 255.0
-  corrupted, damage, sigma = corrupt(clean, rng, config.denoise)
-  pair = {'input': corrupted, 'target': clean}
-  if takes_noise_map(config):
-    pair.update(input=with_noise_map(corrupted, sigma), shown=corrupted)
-  if damage is not None:
-    pair['damage'] = damage
-  return pair
-
-
-def device_pair(clean: jax.Array, key: jax.Array, config: Any) -> dict[str, jax.Array]:
-  """make_pair's twin in jax, for batches made on the device."""
-  c = config.denoise
-  sigma_key, noise_key = jax.random.split(key)
-  pair = {'target': clean}
-  if c.noise == 'gaussian':
-    sigma = device_data.draw_sigma(sigma_key, c.sigma, tuple(c.sigma_range))
-    pair['input'] = device_data.gaussian_noise(clean, noise_key, sigma)
-    if takes_noise_map(config):
-      level = jnp.full(clean.shape[:2] + (1,), sigma / 255.0, jnp.float32)
-      pair.update(input=jnp.concatenate([pair['input'], level], -1),
-                  shown=pair['input'])
-  elif c.noise == 'salt_and_pepper':
-    pair['input'] = device_data.salt_and_pepper(clean, noise_key, c.amount)
-  elif c.noise == 'mask':
-    pair['input'], pair['damage'] = device_data.random_mask(clean, noise_key, c.amount)
-  elif c.noise == 'crosshair':
-    pair['input'], pair['damage'] = device_data.crosshair(
-        clean, noise_key, c.crosshair_thickness)
-  else:
-    raise ValueError(f'config.denoise.noise={c.noise!r}; choose one of {NOISES}')
-  return pair
-
-
-def apply_pair(image: np.ndarray, config: Any) -> dict[str, Any]:
-  """A user's corrupted image as the model's input. A gray image goes in as
-  RGB and comes out gray. For the inpainting corruptions, the damaged pixels
-  the classical method fills are guessed as those at the corruption's value
-  (black in every channel). A model that takes the noise level is told
-  config.denoise.sigma."""
-  x = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
-  pair = {'input': x, 'shown': x, 'gray': image.shape[-1] == 1}
-  if takes_noise_map(config):
-    pair['input'] = with_noise_map(x, config.denoise.sigma)
-  if config.denoise.noise in ('mask', 'crosshair'):
-    pair['damage'] = np.all(x <= 0.5 / 255.0, axis=-1, keepdims=True).astype(np.float32)
-  return pair
-
-
-def loss(pred: jax.Array, batch: dict[str, jax.Array],
-         config: Any = None) -> jax.Array:
-  del config
-  return metrics_lib.mse(pred, batch['target'])
-
-
-def metrics(pred: jax.Array, batch: dict[str, jax.Array], config: Any = None):
-  del config
-  return metrics_lib.rgb_psnr_ssim(pred, batch)
-
-
-def baseline(batch: dict[str, jax.Array]) -> jax.Array:
-  """The corrupted input itself (its image, without a noise map)."""
-  return batch['input'][..., :3]
+def _gaussian(clean, rng, c):
+  level_rng, noise_rng = _two(rng)
+  sigma = corruptions.draw_sigma(level_rng, c.sigma, tuple(c.sigma_range))
+  return {'input': corruptions.gaussian_noise(clean, noise_rng, sigma),
+          'sigma': sigma}
 
 
 def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -164,21 +101,191 @@ def _nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
                           channel_axis=-1).astype(np.float32)
 
 
-def classical(pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
-  """The classical methods for this corruption, on one whole image."""
-  c = config.denoise
+def _gaussian_classical(pair, c):
+  """Non-local means (and CBM3D): with a sigma range (blind), told the mean
+  sigma."""
   noisy = np.clip(pair['input'][..., :3], 0.0, 1.0)
-  if c.noise == 'salt_and_pepper':
-    return {'median_3x3': median_filter(noisy, size=(3, 3, 1))}
-  if c.noise in ('mask', 'crosshair'):
-    hole = pair['damage'][..., 0] > 0
-    return {'biharmonic': inpaint_biharmonic(noisy, hole, channel_axis=-1)
-                          .astype(np.float32)}
-  # Gaussian: with a sigma range (blind), the baseline is told the mean sigma.
   lo, hi = c.sigma_range
   sigma = (lo + hi) / 2 if hi > lo else c.sigma
   out = {'nl_means': _nl_means(noisy, sigma)}
-  if bm3d is None:
-    return out
-  out['bm3d'] = np.asarray(bm3d.bm3d_rgb(noisy, sigma / 255.0), np.float32)
+  if bm3d is not None:
+    out['bm3d'] = np.asarray(bm3d.bm3d_rgb(noisy, sigma / 255.0), np.float32)
   return out
+
+
+# ------------------------------------------------------------ the others
+_AMOUNT = (0.1, checks.fraction)  # Shared by salt and pepper and the mask.
+
+
+def _median(pair, c):
+  del c
+  return {'median_3x3': median_filter(np.clip(pair['input'][..., :3], 0.0, 1.0),
+                                      size=(3, 3, 1))}
+
+
+def _biharmonic(pair, c):
+  """Inpainting of the damaged pixels, which it is told."""
+  del c
+  noisy = np.clip(pair['input'][..., :3], 0.0, 1.0)
+  hole = pair['damage'][..., 0] > 0
+  return {'biharmonic': inpaint_biharmonic(noisy, hole, channel_axis=-1)
+                        .astype(np.float32)}
+
+
+def _damaged(image_and_damage) -> dict[str, Any]:
+  image, damage = image_and_damage
+  return {'input': image, 'damage': damage}
+
+
+def _quality_range(c: Any) -> list[str]:
+  lo, hi = c.quality_range
+  if not (1 <= lo <= hi <= 95 and int(lo) == lo and int(hi) == hi):
+    return [f'config.denoise.quality_range={(lo, hi)} must be whole JPEG '
+            'qualities (low, high) with 1 <= low <= high <= 95; (q, q) for '
+            'one quality']
+  return []
+
+
+#: The corruptions config.denoise.noise can name, by name.
+CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in [
+    Corruption(
+        'gaussian', _gaussian,
+        fields={'sigma': (25.0, checks.non_negative_float),
+                'sigma_range': ((0.0, 0.0), lambda v: None)},
+        check=_sigma_range, classical=_gaussian_classical, has_level=True),
+    Corruption(
+        'salt_and_pepper',
+        lambda clean, rng, c: {'input': corruptions.salt_and_pepper(
+            clean, rng, c.amount)},
+        fields={'amount': _AMOUNT}, classical=_median),
+    Corruption(
+        'mask',
+        lambda clean, rng, c: _damaged(corruptions.random_mask(clean, rng, c.amount)),
+        fields={'amount': _AMOUNT}, classical=_biharmonic, inpainting=True),
+    Corruption(
+        'crosshair',
+        lambda clean, rng, c: _damaged(corruptions.crosshair(
+            clean, rng, c.crosshair_thickness)),
+        fields={'crosshair_thickness': (1, checks.positive)},
+        classical=_biharmonic, inpainting=True),
+    Corruption(
+        'jpeg',
+        lambda clean, rng, c: {'input': corruptions.jpeg(
+            clean, rng, tuple(c.quality_range))},
+        fields={'quality_range': ((10, 40), lambda v: None)},
+        check=_quality_range, baseline_name='jpeg input', on_device=False),
+]}
+
+
+def _fields() -> dict[str, tuple[Any, Callable]]:
+  """Every corruption's fields; a field two declare is the same field."""
+  out = {}
+  for c in CORRUPTIONS.values():
+    for name, spec in c.fields.items():
+      if name == 'noise':
+        raise TypeError(f'corruption {c.name!r} declares the field noise, '
+                        'which picks the corruption')
+      if name in out and out[name] != spec:
+        raise TypeError(f'corruption {c.name!r} declares config.denoise.{name} '
+                        f'as {spec}, another as {out[name]}: one field, one '
+                        'default and check')
+      out[name] = spec
+  return out
+
+
+FIELDS = _fields()
+
+
+def takes_noise_map(config: Any) -> bool:
+  """Whether the model's input ends with a noise-level map."""
+  return archs.get(config.model.arch).noise_map
+
+
+def _array_lib(x: Any):
+  return jnp if isinstance(x, jax.Array) else np
+
+
+def with_noise_map(noisy: Any, sigma: Any) -> Any:
+  """The image with one more channel: sigma / 255 everywhere."""
+  xp = _array_lib(noisy)
+  level = xp.full(noisy.shape[:2] + (1,), sigma / 255.0, xp.float32)
+  return xp.concatenate([noisy.astype(xp.float32), level], -1)
+
+
+class Denoise(base.Task):
+  """A corrupted image in (config.denoise), the clean one out."""
+
+  name = 'denoise'
+  group = 'denoise'
+  group_fixed_at_eval = False  # A run may be scored on other corruptions.
+
+  def corruption(self, config: Any) -> Corruption:
+    """The declared corruption config.denoise.noise names."""
+    return CORRUPTIONS[config.denoise.noise]
+
+  def group_defaults(self) -> dict[str, Any]:
+    return {'noise': 'gaussian', **{k: d for k, (d, _) in FIELDS.items()}}
+
+  def check_config(self, config: Any) -> list[str]:
+    """config.denoise: the corruption and its fields."""
+    found = checks.problems(config, {
+        'denoise.noise': checks.one_of(tuple(CORRUPTIONS)),
+        **{f'denoise.{k}': check for k, (_, check) in FIELDS.items()}})
+    if found:
+      return found
+    corruption = self.corruption(config)
+    found += corruption.check(config.denoise)
+    if takes_noise_map(config) and not corruption.has_level:
+      with_level = [c.name for c in CORRUPTIONS.values() if c.has_level]
+      found.append(f'config.model.arch={config.model.arch!r} takes the noise '
+                   f'level as an input: it denoises {with_level}, not '
+                   f'config.denoise.noise={corruption.name!r}')
+    return found
+
+  def on_device(self, config: Any) -> bool:
+    return self.corruption(config).on_device
+
+  def input_channels(self, config: Any) -> int:
+    return 4 if takes_noise_map(config) else 3
+
+  def make_pair(self, example: dict[str, Any], rng: Any,
+                config: Any) -> dict[str, Any]:
+    clean = base.pixels(example['image'])
+    made = self.corruption(config).corrupt(clean, rng, config.denoise)
+    pair = {'input': made['input'], 'target': clean}
+    if takes_noise_map(config):
+      pair.update(input=with_noise_map(made['input'], made['sigma']),
+                  shown=made['input'])
+    if 'damage' in made:
+      pair['damage'] = made['damage']
+    return pair
+
+  def metrics(self, pred: Any, batch: dict[str, jax.Array], config: Any):
+    """RGB PSNR and SSIM, and PSNR on the Y channel (the JPEG artifact
+    literature's, e.g. ARCNN's)."""
+    del config
+    out = metrics_lib.rgb_psnr_ssim(pred, batch)
+    y = lambda x: color.rgb_to_y(jnp.clip(x, 0.0, 1.0))
+    out['psnr_y'] = metrics_lib.mean_over_batch(
+        metrics_lib.psnr(y(pred), y(batch['target'])), batch['mask'])
+    return out
+
+  def baseline_name(self, config: Any) -> str:
+    return self.corruption(config).baseline_name
+
+  def classical(self, pair: dict[str, np.ndarray], config: Any) -> dict[str, np.ndarray]:
+    return self.corruption(config).classical(pair, config.denoise)
+
+  def apply_pair(self, image: np.ndarray, config: Any) -> dict[str, Any]:
+    """A user's corrupted image as the model's input. A gray image goes in as
+    RGB and comes out gray. For the inpainting corruptions, the damaged pixels
+    the classical method fills are guessed as those at the corruption's value
+    (black in every channel). A model that takes the noise level is told
+    config.denoise.sigma."""
+    pair = super().apply_pair(image, config)
+    if takes_noise_map(config):
+      pair['input'] = with_noise_map(pair['input'], config.denoise.sigma)
+    if self.corruption(config).inpainting:
+      pair['damage'] = np.all(pair['shown'] <= 0.5 / 255.0, axis=-1,
+                              keepdims=True).astype(np.float32)
+    return pair

@@ -1,0 +1,205 @@
+"""Contracts of the registries: every task and every denoising corruption,
+each list on its own. A new task or corruption is covered by registering it.
+
+- every corruption makes its pair on the host (numpy, reproducible from the
+  seed) and, where it says it can, in batches made on the device (jax key,
+  under jit and vmap), the two paths agreeing;
+- one that cannot is refused by the config check for the device pipeline
+  and sends 'auto' to the host;
+- each has its classical methods (images of the target's size) or declares
+  none; `apply` runs with it;
+- every task's methods take the interface's parameters.
+"""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ae_research import checks, config_lib, image_io, input_pipeline, steps
+from ae_research import tasks, tiling
+from ae_research import workdir as workdir_lib
+from ae_research.tasks import base, denoise
+from configs import denoise as denoise_config
+
+CORRUPTIONS = sorted(denoise.CORRUPTIONS)
+TASK = tasks.get('denoise')
+
+
+def _config(noise: str, variant: str = 'smoke'):
+  config = denoise_config.get_config(variant)
+  config.denoise.noise = noise
+  return config
+
+
+def _images(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
+  """n smooth color images in [0, 1] (noise-free, so corruptions show)."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:size, 0:size] / size
+  out = []
+  for _ in range(n):
+    a, b, c = rng.uniform(1, 6, 3)
+    out.append(np.stack([0.5 + 0.3 * np.sin(a * x + k * b * y + c)
+                         for k in range(3)], -1))
+  return np.asarray(out, np.float32)
+
+
+def _changed(pair) -> tuple[float, float]:
+  """(fraction of pixels changed, mean absolute change) of a pair or batch."""
+  diff = np.abs(np.asarray(pair['input'])[..., :3] - np.asarray(pair['target']))
+  return float(np.mean(diff.max(-1) > 1e-6)), float(np.mean(diff))
+
+
+@pytest.mark.parametrize('noise', CORRUPTIONS)
+def test_host_pair_is_reproducible_and_corrupted(noise):
+  config = _config(noise)
+  image = (_images(1)[0] * 255).round().astype(np.uint8)
+  make = lambda seed: TASK.make_pair({'image': image}, np.random.default_rng(seed),
+                                     config)
+  first, again, other = make(0), make(0), make(1)
+  assert set(first) >= {'input', 'target'}
+  for k, v in first.items():
+    assert isinstance(v, np.ndarray), (k, type(v))
+    np.testing.assert_array_equal(v, again[k])
+  assert first['input'].dtype == np.float32
+  assert first['input'].shape[:2] == first['target'].shape[:2] == (48, 48)
+  assert _changed(first)[0] > 0, f'{noise} changed nothing'
+  assert not np.array_equal(first['input'], other['input']), (
+      f'{noise}: the seed does not reach the corruption')
+
+
+def _device_pairs(config, images: np.ndarray, seed: int = 0):
+  keys = jax.random.split(jax.random.key(seed), len(images))
+  fn = jax.jit(jax.vmap(lambda x, k: TASK.make_pair({'image': x}, k, config)))
+  return jax.tree.map(np.asarray, fn(jnp.asarray(images), keys))
+
+
+@pytest.mark.parametrize('noise', [n for n in CORRUPTIONS
+                                   if denoise.CORRUPTIONS[n].on_device])
+def test_device_pairs_agree_with_host_pairs(noise):
+  """Same keys, same shapes and dtypes; the same corruption in distribution
+  (fraction of pixels hit, mean change) over 64 images."""
+  config = _config(noise)
+  images = _images(64)
+  device = _device_pairs(config, images)
+  host = [TASK.make_pair({'image': x}, np.random.default_rng(i), config)
+          for i, x in enumerate(images)]
+  assert set(device) == set(host[0])
+  for k in device:
+    assert device[k].shape[1:] == host[0][k].shape, k
+    assert device[k].dtype == host[0][k].dtype, k
+  host_batch = {k: np.stack([p[k] for p in host]) for k in host[0]}
+  (hit_d, mean_d), (hit_h, mean_h) = _changed(device), _changed(host_batch)
+  assert hit_d == pytest.approx(hit_h, rel=0.25, abs=0.01), (noise, hit_d, hit_h)
+  assert mean_d == pytest.approx(mean_h, rel=0.25, abs=0.002), (noise, mean_d, mean_h)
+  if 'damage' in device:  # The damage map marks exactly what changed.
+    changed = np.abs(device['input'] - device['target']).max(-1) > 0
+    assert np.all(device['damage'][..., 0][changed] == 1)
+
+
+@pytest.mark.parametrize('noise', [n for n in CORRUPTIONS
+                                   if not denoise.CORRUPTIONS[n].on_device])
+def test_a_host_only_corruption_picks_the_host(noise):
+  config = _config(noise)
+  config.input_pipeline = 'device'
+  with pytest.raises(checks.ConfigError, match=f"noise.*{noise}"):
+    config_lib.validate(config, num_devices=8)
+  config.input_pipeline = 'auto'
+  config_lib.validate(config, num_devices=8)
+
+  class Fits:
+    def decoded_bytes(self):
+      return 1
+
+  assert input_pipeline.choose(config, Fits(), on_device=TASK.on_device(config)) == 'host'
+  with pytest.raises(TypeError, match='Generator'):
+    TASK.make_pair({'image': _images(1)[0]}, jax.random.key(0), config)
+
+
+@pytest.mark.parametrize('noise', CORRUPTIONS)
+def test_classical_methods_or_none_declared(noise):
+  config = _config(noise)
+  pair = TASK.make_pair({'image': _images(1, size=32)[0]},
+                        np.random.default_rng(0), config)
+  out = TASK.classical(pair, config)
+  assert isinstance(out, dict)
+  declared = denoise.CORRUPTIONS[noise].classical is not denoise._no_classical
+  assert bool(out) == declared
+  for name, image in out.items():
+    assert image.shape == pair['target'].shape, name
+    assert np.all(np.isfinite(image)), name
+  assert TASK.baseline_name(config)
+
+
+@pytest.mark.parametrize('noise', CORRUPTIONS)
+def test_apply_runs_with_every_corruption(noise):
+  """`apply` (the applier of an untrained smoke model) on a user's image,
+  with the comparison beside the baseline."""
+  config = _config(noise)
+  task, model, tx = workdir_lib.build(config)
+  state = steps.create_train_state(model, tx, jax.random.key(0),
+                                   workdir_lib.init_shape(task, config, model))
+  apply = task.make_applier(config, state, tiling.Tiling())
+  image = image_io.Image(_images(1, size=40)[0], None, 8)
+  result = apply(image, compare=True)
+  assert result.image.pixels.shape == (40, 40, 3)
+  labels = [label for label, _ in result.compare]
+  assert labels[:2] == ['input', 'model']
+
+
+def test_every_corruption_field_is_in_the_config_group():
+  group = TASK.group_defaults()
+  for c in denoise.CORRUPTIONS.values():
+    assert set(c.fields) <= set(group), c.name
+  assert set(denoise_config.get_config().denoise) == set(group)
+
+
+def test_two_corruptions_declaring_one_field_differently_are_refused(monkeypatch):
+  other = denoise.Corruption('other', lambda clean, rng, c: {'input': clean},
+                             fields={'amount': (0.3, checks.fraction)})
+  monkeypatch.setitem(denoise.CORRUPTIONS, 'other', other)
+  with pytest.raises(TypeError, match='amount'):
+    denoise._fields()
+
+
+def test_jpeg_pairs_are_pillow_files_at_a_quality_of_the_range():
+  config = _config('jpeg')
+  config.denoise.quality_range = (20, 20)
+  image = _images(1, size=64)[0]
+  pair = TASK.make_pair({'image': image}, np.random.default_rng(0), config)
+  from ae_research import corruptions
+  np.testing.assert_array_equal(
+      pair['input'], corruptions.jpeg_roundtrip(corruptions.quantize(image), 20))
+  config.denoise.quality_range = (95, 95)
+  better = TASK.make_pair({'image': image}, np.random.default_rng(0), config)
+  assert _changed(better)[1] < _changed(pair)[1]
+  for bad in [(0, 10), (40, 10), (10.5, 20)]:
+    config.denoise.quality_range = bad
+    with pytest.raises(checks.ConfigError, match='quality_range'):
+      config_lib.validate(config, num_devices=8)
+
+
+@pytest.mark.parametrize('name', sorted(tasks.TASKS))
+def test_every_task_passes_the_interface_check(name):
+  task = tasks.get(name)
+  tasks.check_task(task)
+  assert isinstance(task, base.Task) and task.name == name
+  if task.group:
+    assert set(task.group_defaults()), name
+
+
+def test_a_method_with_another_signature_is_refused():
+  class Wrong(base.Task):
+    name = 'wrong'
+
+    def make_pair(self, example, config):  # No rng.
+      return {}
+
+  with pytest.raises(TypeError, match=r'Wrong.make_pair.*tasks.base.Task.make_pair'):
+    tasks.check_task(Wrong())
+
+
+def test_a_task_without_a_name_is_refused():
+  with pytest.raises(TypeError, match='no name'):
+    tasks.check_task(base.Task())
