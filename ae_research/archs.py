@@ -8,9 +8,9 @@ low-resolution image). The configs (`use_arch`, the smoke variant), the
 config checks (`config_lib`), `zoo.from_config`, the command line's
 `--config.model.arch=X` and the speed benchmark all read `REGISTRY`.
 
-This module imports no jax, because the experiment configs read it; `zoo`
-checks at import that each class agrees with its declaration, and names
-what is missing and where.
+This module is plain data and imports no jax (the benchmarks read it
+without building a model); `zoo` checks at import that each class agrees
+with its declaration, and names what is missing and where.
 
 To add an architecture: write its module in zoo.py (fields `out_features`
 and `norm_axis_name`, plus `scale` if it takes the low-resolution image;

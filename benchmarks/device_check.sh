@@ -84,7 +84,7 @@ print("jax", jax.__version__, jax.devices(), "| flax", flax.__version__,
       "| optax", optax.__version__, "| torch", torch_info)'
 
 if (( DRY_RUN )); then
-  TESTS=(tests/test_device_data.py -k "bicubic_downscale and 3")
+  TESTS=(tests/test_corruptions.py -k "bicubic_equals_pil_on_numpy_and_jax and 3")
   SPEED_A=(--quick --models denoise:dncnn --skip_torch_compile)
   SPEED_B=()  # The same code as SPEED_A.
   PIPES=(--quick --configs denoise)
@@ -98,7 +98,7 @@ if (( DRY_RUN )); then
 else
   # On the GPU itself (not 8 simulated CPU devices as in CI).
   export JAX_PLATFORMS=${JAX_PLATFORMS:-cuda}
-  TESTS=(tests/test_device_data.py tests/test_steps.py -k "not pmap")
+  TESTS=(tests/test_device_data.py tests/test_corruptions.py tests/test_task_contracts.py tests/test_steps.py -k "not pmap")
   # torch.compile takes tens of seconds per model: for the reference
   # models; the others without it.
   SPEED_A=(--models denoise:dncnn,super_resolution,super_resolution:edsr
