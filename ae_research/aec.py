@@ -249,6 +249,41 @@ def _flat_tables(model: Any, params: Any, exact: bool) -> _Tables:
   return _Tables(offsets, [len(p) - 1 for p in pmfs], pmfs)
 
 
+def _read_section(r: _Reader, name: str) -> tuple[np.ndarray, list[int]]:
+  """One coded latent's escaped values and range-coder payload."""
+  num_escapes = r.varint(f'number of escaped values of {name}')
+  words = r.varint(f'payload length of {name}')
+  payload = np.frombuffer(r.take(4 * words, f'payload of {name}'),
+                          '<u4').astype(np.uint32)
+  escapes = []
+  for _ in range(num_escapes):
+    z = r.varint(f'escaped values of {name}')
+    v = (z >> 1) ^ -(z & 1)
+    if abs(v) > MAX_ESCAPE:
+      raise CodecError(f'malformed file: escaped latent value {v}')
+    escapes.append(v)
+  return payload, escapes
+
+
+def _read_alpha(r: _Reader, h: int, w: int) -> np.ndarray:
+  """The zlib-packed alpha plane, inflated to at most its stated size."""
+  packed = r.take(r.varint('alpha length'), 'alpha plane')
+  inflate = zlib.decompressobj()
+  try:  # No further than one byte past the stated size: no zlib bomb.
+    plane = inflate.decompress(packed, h * w + 1)
+  except zlib.error as e:
+    raise CodecError(f'malformed alpha plane: {e}') from None
+  if len(plane) > h * w:
+    raise CodecError(f'malformed alpha plane: more than {h * w} bytes for '
+                     f'{h}x{w} pixels')
+  if not inflate.eof:
+    raise CodecError('malformed alpha plane: incomplete or truncated stream')
+  if len(plane) != h * w:
+    raise CodecError(f'malformed alpha plane: {len(plane)} bytes for '
+                     f'{h}x{w} pixels')
+  return np.frombuffer(plane, np.uint8).reshape(h, w, 1)
+
+
 class Codec:
   """Encodes images to bytes and back with one trained compression model.
 
@@ -444,37 +479,9 @@ class Codec:
     if count != expected:
       raise CodecError(f'malformed header: {count} coded latents; this model '
                        f'codes {expected}')
-    sections = []
-    for name in (['z', 'y'] if self.hyper else ['y']):
-      num_escapes = r.varint(f'number of escaped values of {name}')
-      words = r.varint(f'payload length of {name}')
-      payload = np.frombuffer(r.take(4 * words, f'payload of {name}'),
-                              '<u4').astype(np.uint32)
-      escapes = []
-      for _ in range(num_escapes):
-        z = r.varint(f'escaped values of {name}')
-        v = (z >> 1) ^ -(z & 1)
-        if abs(v) > MAX_ESCAPE:
-          raise CodecError(f'malformed file: escaped latent value {v}')
-        escapes.append(v)
-      sections.append((payload, escapes))
-    alpha = None
-    if channels in (2, 4):
-      packed = r.take(r.varint('alpha length'), 'alpha plane')
-      inflate = zlib.decompressobj()
-      try:  # No further than one byte past the stated size: no zlib bomb.
-        plane = inflate.decompress(packed, h * w + 1)
-      except zlib.error as e:
-        raise CodecError(f'malformed alpha plane: {e}') from None
-      if len(plane) > h * w:
-        raise CodecError(f'malformed alpha plane: more than {h * w} bytes for '
-                         f'{h}x{w} pixels')
-      if not inflate.eof:
-        raise CodecError('malformed alpha plane: incomplete or truncated stream')
-      if len(plane) != h * w:
-        raise CodecError(f'malformed alpha plane: {len(plane)} bytes for '
-                         f'{h}x{w} pixels')
-      alpha = np.frombuffer(plane, np.uint8).reshape(h, w, 1)
+    sections = [_read_section(r, name)
+                for name in (['z', 'y'] if self.hyper else ['y'])]
+    alpha = _read_alpha(r, h, w) if channels in (2, 4) else None
     if r.pos != len(body):
       raise CodecError(f'malformed file: {len(body) - r.pos} bytes after the '
                        'last field')
