@@ -2,8 +2,10 @@
 
   python -m ae_research.apply --workdir=runs/denoise --output=out photo.jpg photos/
   python -m ae_research.apply --workdir=runs/sr_x3 --output=out --compare small.png
+  python -m ae_research.apply --pretrained=sr-x3 --output=out small.png
 
 Uses the config stored in the workdir and its latest checkpoint (or --step),
+or a model shipped with the package (--pretrained, `ae_research.pretrained`),
 and does what the run's experiment does: denoise, colorize, upscale by the
 model's factor, or compress and decompress. For every input it writes
 OUT/<name>.png (at the input's bit depth, its alpha carried through), for a
@@ -28,23 +30,39 @@ import jax
 from tqdm import tqdm
 
 from ae_research import cli, errors, image_io, summaries, tasks, tiling
+from ae_research import pretrained as pretrained_lib
 from ae_research import workdir as workdir_lib
 from ae_research.tasks.base import Result
 
 
 class Applier:
-  """A trained run as a function of one image:
+  """A trained run, or a shipped model, as a function of one image:
 
-    applier = Applier('runs/denoise')
+    applier = Applier('runs/denoise')               # a workdir
+    applier = Applier.pretrained('denoise-sp')      # ae_research.pretrained
     result = applier(image_io.read('photo.png'), compare=True)
     result.image.pixels   # the output; result.files: e.g. {'.aec': bytes}
   """
 
   def __init__(self, workdir: str, step: Optional[int] = None,
                plan: tiling.Tiling = tiling.Tiling()):
-    self.config = workdir_lib.load_config(workdir)
-    self.task = tasks.get(self.config.task)
-    state, self.step = workdir_lib.restore_latest(self.config, workdir, step)
+    config = workdir_lib.load_config(workdir)
+    state, step = workdir_lib.restore_latest(config, workdir, step)
+    self._build(config, state, step, plan, f'{workdir}, step {step}')
+
+  @classmethod
+  def pretrained(cls, name: str, plan: tiling.Tiling = tiling.Tiling(),
+                 zoo_dir: Optional[str] = None) -> 'Applier':
+    """The shipped model `name` (`ae_research.pretrained`)."""
+    applier = cls.__new__(cls)
+    config, state = pretrained_lib.load_state(name, zoo_dir)
+    applier._build(config, state, None, plan, f'pretrained {name}')
+    return applier
+
+  def _build(self, config, state, step: Optional[int], plan: tiling.Tiling,
+             label: str) -> None:
+    self.config, self.step, self.label = config, step, label
+    self.task = tasks.get(config.task)
     # One image at a time runs on one device (restored, it is replicated).
     self.state = jax.device_put(state, jax.devices()[0])
     self._apply = self.task.make_applier(self.config, self.state, plan)
@@ -142,7 +160,10 @@ def save(result: Result, paths: dict[str, str]) -> None:
     raise
 
 
-_WORKDIR = cli.define_workdir('The training run to apply.')
+_WORKDIR = cli.define_workdir('The training run to apply (or --pretrained).')
+_PRETRAINED = cli.define_pretrained('A shipped model to apply instead of a '
+                                    'training run (python -m '
+                                    'ae_research.pretrained lists them).')
 _OUTPUT = cli.define_output('Folder for the outputs.')
 _STEP = flags.DEFINE_integer(
     'step', None, 'Checkpoint step to use (default: the latest).')
@@ -216,7 +237,8 @@ class _Progress:
 
 def main(argv: list[str]) -> int:
   """The command; argv[1:] are the inputs (absl has parsed the flags)."""
-  cli.require(_WORKDIR, _OUTPUT)
+  cli.require_one(_WORKDIR, _PRETRAINED)
+  cli.require(_OUTPUT)
   if len(argv) < 2:
     cli.usage_error('no inputs: name the image files or folders of images to '
                     'apply the run to')
@@ -232,7 +254,13 @@ def main(argv: list[str]) -> int:
     if os.path.exists(output) and not os.path.isdir(output):
       raise ValueError(f'--output={output} is a file, not a folder')
     inputs = collect(argv[1:], exclude=output)
-    applier = Applier(workdir, _STEP.value, plan)
+    if workdir is not None:
+      applier = Applier(workdir, _STEP.value, plan)
+    else:
+      if _STEP.value is not None:
+        raise ValueError('--step picks a checkpoint of a --workdir; a '
+                         '--pretrained model has one set of weights')
+      applier = Applier.pretrained(_PRETRAINED.value, plan)
   except (ValueError, errors.UserError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -247,7 +275,7 @@ def main(argv: list[str]) -> int:
       skipped += 1
     else:
       todo.append((path, name, paths))
-  print(f'{workdir}: {applier.config.task}, step {applier.step}; '
+  print(f'{applier.label}: {applier.config.task}; '
         f'{len(todo)} image(s) -> {output}', file=sys.stderr)
 
   failed, written = [], 0

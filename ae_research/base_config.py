@@ -5,6 +5,10 @@ The experiment configs (`configs/*.py`) derive from it by override; the
 library reads it for the fields a stored run predates (`workdir`).
 """
 
+import copy
+import json
+from typing import Any
+
 import ml_collections
 
 from ae_research import archs, defaults, tasks
@@ -74,8 +78,9 @@ def get_config(task: str = 'colorize') -> ml_collections.ConfigDict:
   # switches a config to another one, as --config.model.arch=NAME does).
   config.model = ml_collections.ConfigDict(archs.get('autoencoder').config())
 
-  # A workdir whose latest parameters start this run (fine-tuning); '' for
-  # a fresh initialization.
+  # What this run starts from (fine-tuning): a workdir (its latest
+  # parameters) or pretrained:NAME (a shipped model, ae_research.pretrained);
+  # '' for a fresh initialization.
   config.init_from = ''
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-3, warmup_steps=100, final_lr_fraction=0.01,
@@ -92,3 +97,23 @@ def get_config(task: str = 'colorize') -> ml_collections.ConfigDict:
   config.async_checkpoints = True
   config.num_sample_images = 8
   return config
+
+
+def defaults_of(task: str) -> dict:
+  """Today's defaults of a `task` run, as the JSON a run stores."""
+  return json.loads(get_config(task).to_json_best_effort())
+
+
+def merge(base: dict, update: dict) -> dict:
+  """`base` with the values of `update`, nested groups merged key by key."""
+  for k, v in update.items():
+    base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(
+        base.get(k), dict) else v
+  return base
+
+
+def from_stored(stored: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A stored config (a run's config.json, a pretrained model's) in today's
+  terms: the fields it predates take their default values."""
+  task = stored.get('task', 'colorize')
+  return ml_collections.ConfigDict(merge(defaults_of(task), copy.deepcopy(stored)))

@@ -36,6 +36,23 @@ def define_workdir(help: str) -> flags.FlagHolder[Optional[str]]:
   return flags.DEFINE_string('workdir', None, help, allow_override=True)
 
 
+def define_pretrained(help: str) -> flags.FlagHolder[Optional[str]]:
+  """--pretrained: a model shipped with the package, by name (instead of a
+  --workdir; see `require_one`)."""
+  return flags.DEFINE_string('pretrained', None, help, allow_override=True)
+
+
+def define_zoo_dir(help: str) -> flags.FlagHolder[Optional[str]]:
+  """--zoo_dir: a folder of pretrained weights and their manifest.json
+  (None: the models shipped with the package)."""
+  return flags.DEFINE_string('zoo_dir', None, help, allow_override=True)
+
+
+def define_classical(help: str) -> flags.FlagHolder[bool]:
+  """--classical: score the task's classical methods beside the model."""
+  return flags.DEFINE_bool('classical', True, help, allow_override=True)
+
+
 def define_output(help: str) -> flags.FlagHolder[Optional[str]]:
   """--output: where the command writes (required: see `require`)."""
   return flags.DEFINE_string('output', None, help, allow_override=True)
@@ -60,6 +77,15 @@ def require(*holders: flags.FlagHolder) -> None:
   for holder in holders:
     if holder.value is None:
       usage_error(f'--{holder.name} is required')
+
+
+def require_one(*holders: flags.FlagHolder) -> None:
+  """A usage error unless exactly one of these flags was given."""
+  given = [h for h in holders if h.value is not None]
+  if len(given) != 1:
+    names = ' or '.join(f'--{h.name}' for h in holders)
+    usage_error(f'give one of {names}' + (
+        f', not {len(given)}' if given else ''))
 
 
 def parse(argv: list[str]) -> list[str]:

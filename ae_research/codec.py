@@ -3,6 +3,10 @@ trained compression run.
 
   python -m ae_research.codec compress --workdir=runs/compress photo.png photo.aec
   python -m ae_research.codec decompress --workdir=runs/compress photo.aec photo.png
+  python -m ae_research.codec compress --pretrained=NAME photo.png photo.aec
+
+--pretrained names a compression model shipped with the package
+(`ae_research.pretrained`) instead of a training run.
 
 The file format and the codec are `ae_research.aec`. A file is never
 overwritten without --overwrite; every problem is one line, with exit status
@@ -19,7 +23,8 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from ae_research import aec, cli, errors, image_io, summaries
+from ae_research import aec, cli, errors, image_io, pretrained, summaries, tasks
+from ae_research import tiling
 from ae_research import workdir as workdir_lib
 
 CodecError = aec.CodecError
@@ -47,7 +52,10 @@ def _write_new(path: str, write, overwrite: bool) -> None:
 
 
 _WORKDIR = cli.define_workdir(
-    'The training run whose latest checkpoint codes.')
+    'The training run whose latest checkpoint codes (or --pretrained).')
+_PRETRAINED = cli.define_pretrained(
+    'A compression model shipped with the package that codes instead of a '
+    'training run (python -m ae_research.pretrained lists them).')
 _OVERWRITE = cli.define_overwrite('Replace an existing output file.')
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', aec.MAX_PIXELS, 'decompress: refuse files that state an '
@@ -59,12 +67,12 @@ _COMMANDS = ('compress', 'decompress')
 def main(argv: list[str]) -> int:
   """The command; argv[1:] is compress|decompress INPUT OUTPUT (absl has
   parsed the flags)."""
-  cli.require(_WORKDIR)
+  cli.require_one(_WORKDIR, _PRETRAINED)
   if len(argv) != 4 or argv[1] not in _COMMANDS:
     cli.usage_error('expected compress or decompress, then the input and the '
                     f'output file; got: {" ".join(argv[1:]) or "nothing"}')
   command, input_path, output = argv[1:]
-  workdir, overwrite = _WORKDIR.value, _OVERWRITE.value
+  overwrite = _OVERWRITE.value
   try:
     if not os.path.isfile(input_path):
       raise CodecError(f'{input_path} is not a file')
@@ -72,7 +80,7 @@ def main(argv: list[str]) -> int:
       raise CodecError(f'{output} exists; pass --overwrite to replace it')
     if command == 'compress':
       image = read_image(input_path)
-      codec = workdir_lib.load_codec(workdir)
+      codec = _load_codec()
       data = codec.encode(image)
       def write(tmp):
         with open(tmp, 'wb') as f:
@@ -84,7 +92,7 @@ def main(argv: list[str]) -> int:
     else:
       with open(input_path, 'rb') as f:
         data = f.read()
-      codec = workdir_lib.load_codec(workdir)
+      codec = _load_codec()
       image = codec.decode(data, max_pixels=_MAX_PIXELS.value)
       ext = os.path.splitext(output)[1].lower()
       if ext not in ('.png', '.bmp', '.tif', '.tiff', '.ppm', '.pgm'):
@@ -99,6 +107,16 @@ def main(argv: list[str]) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 1
   return 0
+
+
+def _load_codec() -> aec.Codec:
+  """The codec of --workdir's latest checkpoint or of the --pretrained model."""
+  if _WORKDIR.value is not None:
+    return workdir_lib.load_codec(_WORKDIR.value)
+  name = _PRETRAINED.value
+  workdir_lib.require_codec(pretrained.get_config(name), f'--pretrained={name}')
+  config, state = pretrained.load_state(name)
+  return tasks.get(config.task).codec(config, state, tiling.Tiling())
 
 
 def _save(path: str, image: np.ndarray, ext: str) -> None:

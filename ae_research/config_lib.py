@@ -10,8 +10,8 @@ import os
 
 import ml_collections
 
-from ae_research import archs, checks, datasets, input_pipeline, steps, tasks
-from ae_research import zoo
+from ae_research import archs, checks, datasets, input_pipeline, pretrained
+from ae_research import steps, tasks, zoo
 
 ConfigError = checks.ConfigError  # What `validate` raises.
 
@@ -79,10 +79,17 @@ def _relations(config: ml_collections.ConfigDict, num_devices: int) -> list[str]
     found.append(
         f'config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be '
         f'smaller than config.num_train_steps={config.num_train_steps}')
-  if config.init_from and not os.path.exists(
+  if pretrained.is_name(config.init_from):
+    name = config.init_from[len(pretrained.PREFIX):]
+    if name not in pretrained.names():
+      found.append(f'config.init_from={config.init_from!r} names no shipped '
+                   f'model; the models are {list(pretrained.names())} (as '
+                   "pretrained:NAME), or give a trained workdir, or ''")
+  elif config.init_from and not os.path.exists(
       os.path.join(config.init_from, 'config.json')):
     found.append(f'config.init_from={config.init_from!r} holds no run (no '
-                 "config.json); give a trained workdir, or '' to start afresh")
+                 "config.json); give a trained workdir, pretrained:NAME (a "
+                 "shipped model), or '' to start afresh")
   factor = zoo.from_config(config.model, 3).downsampling
   why = f'{factor} (what config.model.arch={config.model.arch!r} downsamples by)'
   if config.patch_size and config.patch_size % factor:

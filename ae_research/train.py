@@ -40,7 +40,8 @@ from jax.experimental import multihost_utils
 from ae_research import checkpointing, claim as claim_lib, config_lib, datasets
 from ae_research import device_data, errors
 from ae_research import evaluate, input_pipeline
-from ae_research import models, parallel, preemption, steps, summaries
+from ae_research import models, parallel, preemption, pretrained, steps
+from ae_research import summaries
 from ae_research import workdir as workdir_lib
 
 
@@ -176,8 +177,10 @@ def _restore_or_init(run: Run) -> tuple[steps.TrainState, jax.Array,
     logging.info('Resumed from step %d in %s.', last_saved, run.ckpt_dir)
     _resume_history(run, last_saved)
     return state, train_rng, data_state
-  if config.init_from:
-    state = workdir_lib.warm_start(config, state, rep)
+  if config.init_from:  # A shipped model (pretrained:NAME) or a workdir.
+    start = (pretrained.warm_start if pretrained.is_name(config.init_from)
+             else workdir_lib.warm_start)
+    state = start(config, state, rep)
   return state, train_rng, None
 
 

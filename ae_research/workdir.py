@@ -25,11 +25,6 @@ class WorkdirMismatch(errors.UserError, ValueError):
   """The workdir holds no run, or a run of a different model, task or data."""
 
 
-def _defaults(task: str) -> dict:
-  """Today's defaults of a `task` run (`base_config`)."""
-  return json.loads(base_config.get_config(task).to_json_best_effort())
-
-
 def _stored(stored: dict, defaults: dict, key: str) -> Any:
   """The stored config's value of `key`, in today's terms: a field the run
   predates has its default (also inside a group, e.g. config.compress); a
@@ -38,7 +33,7 @@ def _stored(stored: dict, defaults: dict, key: str) -> Any:
   if key == 'model' and isinstance(value, dict):
     return {'arch': 'autoencoder', **value}
   if isinstance(value, dict) and isinstance(defaults.get(key), dict):
-    return _merge(copy.deepcopy(defaults[key]), value)
+    return base_config.merge(copy.deepcopy(defaults[key]), value)
   return value
 
 
@@ -54,7 +49,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str,
       stored = json.load(f)
     fields = base_config.fixed_fields(config.task, at_eval)
     # A field the stored run predates: its default.
-    defaults = _defaults(stored.get('task', config.task))
+    defaults = base_config.defaults_of(stored.get('task', config.task))
     differ = [k for k in fields
               if _stored(stored, defaults, k) != current.get(k)]
     if differ:
@@ -67,13 +62,6 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str,
     with errors.writing(workdir, 'Nothing was written'):
       os.makedirs(workdir, exist_ok=True)
     summaries.write_json(path, current)
-
-
-def _merge(base: dict, update: dict) -> dict:
-  for k, v in update.items():
-    base[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(
-        base.get(k), dict) else v
-  return base
 
 
 def require_run(workdir: str) -> None:
@@ -90,7 +78,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   require_run(workdir)
   with open(os.path.join(workdir, 'config.json')) as f:
     stored = json.load(f)
-  return ml_collections.ConfigDict(_merge(_defaults(stored.get('task', 'colorize')), stored))
+  return base_config.from_stored(stored)
 
 
 def build(config: ml_collections.ConfigDict, norm_axis_name: Optional[str] = None
@@ -168,11 +156,17 @@ def load_codec(workdir: str, step: Optional[int] = None,
   """The codec of the latest checkpoint (or `step`) of a run whose task
   makes one (`Task.codec`: compression)."""
   config = load_config(workdir)
+  require_codec(config, workdir)
+  state, _ = restore_latest(config, workdir, step)
+  return tasks.get(config.task).codec(config, state, plan)
+
+
+def require_codec(config: ml_collections.ConfigDict, what: str) -> None:
+  """WorkdirMismatch unless the config's task makes a codec; `what` names
+  the run or model in the message."""
   task = tasks.get(config.task)
   if type(task).codec is tasks.base.Task.codec:
     with_codec = [t.name for t in tasks.TASKS.values()
                   if type(t).codec is not tasks.base.Task.codec]
-    raise WorkdirMismatch(f'{workdir} holds a {task.name!r} run, which makes no '
-                          f'codec; give a run of config.task in {with_codec}')
-  state, _ = restore_latest(config, workdir, step)
-  return task.codec(config, state, plan)
+    raise WorkdirMismatch(f'{what} holds a {task.name!r} model, which makes no '
+                          f'codec; give one of config.task in {with_codec}')

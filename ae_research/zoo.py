@@ -205,6 +205,42 @@ class UNet(nn.Module):
     return y[:, :h, :w]
 
 
+class Inpainter(nn.Module):
+  """An image-to-image model that changes only the pixels it should, for
+  damage that destroys some pixels and leaves the rest as they were (a
+  drawn crosshair, removed blocks).
+
+  'told': the input's last channel is the mask of destroyed pixels (1
+  there), and `inner` (RGB out) fills them; every other pixel is the
+  input's: out = x + mask * (inner(x) - x).
+  'gated' (blind): `inner` gives RGB and a gate logit (4 channels), and the
+  model learns where to change: out = x + sigmoid(gate) * (fill - x).
+  """
+  inner: nn.Module
+  mode: str  # 'told' or 'gated'.
+
+  @property
+  def downsampling(self) -> int:
+    return self.inner.downsampling
+
+  @property
+  def upscale(self) -> int:
+    return self.inner.upscale
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+    image = x_BxHxWxC[..., :3]
+    y = self.inner(x_BxHxWxC, train)
+    if self.mode == 'told':
+      gate = x_BxHxWxC[..., 3:4]
+      fill = y
+    elif self.mode == 'gated':
+      gate, fill = nn.sigmoid(y[..., 3:4]), y[..., :3]
+    else:
+      raise ValueError(f"Inpainter mode={self.mode!r}; 'told' or 'gated'")
+    return image + gate * (fill - image)
+
+
 def bicubic_upsample(x_BxHxWxC: jax.Array, scale: int) -> jax.Array:
   """Keys bicubic (a = -0.5) upsampling by `scale`, inside the graph."""
   b, h, w, c = x_BxHxWxC.shape

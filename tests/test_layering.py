@@ -27,9 +27,11 @@ LAYERS = [
         'rd.lambdas', 'fuzzing', 'fuzz_aec', 'fuzz_images'}),
     ('tasks', {'tasks', 'tasks.base', 'tasks.colorize', 'tasks.compress',
                'tasks.denoise', 'tasks.super_resolution'}),
-    ('opening runs', {'base_config', 'config_lib', 'workdir', 'kill_resume'}),
+    ('opening runs', {'base_config', 'config_lib', 'workdir', 'kill_resume',
+                      'pretrained'}),
     ('the loop', {'train'}),
-    ('commands', {'cli', 'main', 'apply', 'codec', 'rd.__main__'}),
+    ('commands', {'cli', 'main', 'apply', 'codec', 'rd.__main__',
+                  'pretrained.__main__'}),
 ]
 LAYER = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 # What a researcher imports to use the models and steps alone, and the

@@ -26,7 +26,7 @@ FIRST_PARTY = ('ae_research', 'benchmarks', 'configs', 'experiments', 'launch')
 # Modules that are commands (`python -m`), described by the pages rather
 # than the API reference.
 COMMANDS = ('ae_research.main', 'ae_research.apply', 'ae_research.codec',
-            'ae_research.rd.__main__')
+            'ae_research.rd.__main__', 'ae_research.pretrained.__main__')
 
 
 def _read(page: str) -> str:

@@ -203,3 +203,69 @@ def test_a_method_with_another_signature_is_refused():
 def test_a_task_without_a_name_is_refused():
   with pytest.raises(TypeError, match='no name'):
     tasks.check_task(base.Task())
+
+
+# ---------------------------------------------------------------------------
+# Models for destroyed pixels: told where they are, or learning where.
+
+
+def _inpaint_config(mode):
+  config = denoise_config.get_config('crosshair,unet,smoke')
+  config.denoise.inpaint = mode
+  return config
+
+
+def test_a_told_model_changes_only_the_damaged_pixels():
+  config = _inpaint_config('told')
+  config_lib.validate(config, 1)
+  task, model, _ = workdir_lib.build(config)
+  image = np.random.default_rng(0).integers(1, 256, (32, 32, 3), np.uint8)
+  pair = task.make_pair({'image': image}, np.random.default_rng(1), config)
+  assert pair['input'].shape == (32, 32, 4)
+  np.testing.assert_array_equal(pair['input'][..., 3:], pair['damage'])
+  variables = model.init(jax.random.key(0), jnp.asarray(pair['input'][None]))
+  out = np.asarray(model.apply(variables, jnp.asarray(pair['input'][None])))[0]
+  keep = pair['damage'][..., 0] == 0
+  np.testing.assert_allclose(out[keep], pair['input'][..., :3][keep], atol=1e-6)
+  assert np.abs(out[~keep] - pair['input'][..., :3][~keep]).max() > 0
+
+
+def test_a_gated_model_is_not_told():
+  config = _inpaint_config('gated')
+  config_lib.validate(config, 1)
+  task, model, _ = workdir_lib.build(config)
+  assert task.input_channels(config) == 3
+  x = jnp.zeros((1, 16, 16, 3))
+  variables = model.init(jax.random.key(0), x)
+  assert model.apply(variables, x).shape == (1, 16, 16, 3)
+
+
+def test_inpaint_modes_are_for_destroyed_pixels_only():
+  config = denoise_config.get_config('smoke')
+  config.denoise.inpaint = 'told'
+  with pytest.raises(config_lib.ConfigError, match='inpaint'):
+    config_lib.validate(config, 1)
+  config = _inpaint_config('guess')
+  with pytest.raises(config_lib.ConfigError, match='inpaint'):
+    config_lib.validate(config, 1)
+
+
+def test_apply_tells_a_told_model_the_detected_pixels():
+  config = _inpaint_config('told')
+  task = tasks.get('denoise')
+  image = np.full((16, 16, 3), 0.5, np.float32)
+  image[5] = 0.0  # A drawn line.
+  pair = task.apply_pair(image, config)
+  assert pair['input'].shape == (16, 16, 4)
+  assert pair['input'][5, :, 3].min() == 1 and pair['input'][4, :, 3].max() == 0
+
+
+def test_biharmonic_beside_both_kinds_of_model():
+  config = _inpaint_config('')
+  task = tasks.get('denoise')
+  image = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32) * 0.9 + 0.05
+  pair = task.make_pair({'image': image}, np.random.default_rng(1), config)
+  out = task.classical(pair, config)
+  assert set(out) == {'biharmonic', 'biharmonic_detected'}
+  # Nothing in this image is black but the cross: the guess is the truth.
+  np.testing.assert_allclose(out['biharmonic'], out['biharmonic_detected'])

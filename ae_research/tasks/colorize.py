@@ -53,14 +53,18 @@ class Colorize(base.Task):
 
   def metrics(self, pred: Any, batch: dict[str, jax.Array], config: Any):
     """RGB PSNR and SSIM; on shapes the fraction of shape pixels of the
-    right color, on photos the colorfulness of the output."""
+    right color, on photos the colorfulness (Hasler and Suesstrunk) of the
+    output and of the true image."""
     del config
     mask_B = batch['mask']
     pred = jnp.clip(pred, 0.0, 1.0)
     out = metrics_lib.rgb_psnr_ssim(pred, batch)
-    if 'label' not in batch:  # Photos: how vivid the colors are.
+    if 'label' not in batch:  # Photos: how vivid the colors are, and the
+      # true images' (a washed-out output cannot hide behind its PSNR).
       out['colorfulness'] = metrics_lib.mean_over_batch(
           metrics_lib.colorfulness(pred), mask_B)
+      out['colorfulness_target'] = metrics_lib.mean_over_batch(
+          metrics_lib.colorfulness(batch['target']), mask_B)
     else:
       correct_B, pixels_B = shape_color_correct(pred, batch['label'])
       out['shape_color_accuracy'] = (jnp.sum(correct_B * mask_B),

@@ -22,7 +22,7 @@ sigma drawn for that image (blind training) or config.denoise.sigma.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ try:
 except ImportError:
   bm3d = None
 
-from ae_research import archs, checks, color, corruptions
+from ae_research import archs, checks, color, corruptions, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
@@ -123,13 +123,31 @@ def _median(pair, c):
                                       size=(3, 3, 1))}
 
 
+# config.denoise.inpaint: how a model meets pixels that were destroyed.
+# '': it rewrites every pixel; 'told': it is told the damaged pixels (one
+# more input channel) and changes only those; 'gated': it is not told, and
+# learns where to change (zoo.Inpainter).
+INPAINT_MODES = ('', 'told', 'gated')
+_INPAINT = ('', checks.one_of(INPAINT_MODES))
+
+
+def detect_damage(image: Any) -> Any:
+  """The guess of the destroyed pixels that needs no telling: those at 0 in
+  every channel (what the inpainting corruptions draw). HxWx1, 1 there."""
+  xp = _array_lib(image)
+  return xp.all(image[..., :3] <= 0.5 / 255.0, axis=-1,
+                keepdims=True).astype(xp.float32)
+
+
 def _biharmonic(pair, c):
-  """Inpainting of the damaged pixels, which it is told."""
+  """Inpainting of the damaged pixels: told them ('biharmonic', beside a
+  model that is told), and given the guess of `detect_damage`
+  ('biharmonic_detected', beside a model that is not)."""
   del c
   noisy = np.clip(pair['input'][..., :3], 0.0, 1.0)
-  hole = pair['damage'][..., 0] > 0
-  return {'biharmonic': inpaint_biharmonic(noisy, hole, channel_axis=-1)
-                        .astype(np.float32)}
+  fill = lambda hole: inpaint_biharmonic(noisy, hole, channel_axis=-1).astype(np.float32)
+  return {'biharmonic': fill(pair['damage'][..., 0] > 0),
+          'biharmonic_detected': fill(detect_damage(noisy)[..., 0] > 0)}
 
 
 def _damaged(image_and_damage) -> dict[str, Any]:
@@ -161,12 +179,13 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in [
     Corruption(
         'mask',
         lambda clean, rng, c: _damaged(corruptions.random_mask(clean, rng, c.amount)),
-        fields={'amount': _AMOUNT}, classical=_biharmonic, inpainting=True),
+        fields={'amount': _AMOUNT, 'inpaint': _INPAINT}, classical=_biharmonic,
+        inpainting=True),
     Corruption(
         'crosshair',
         lambda clean, rng, c: _damaged(corruptions.crosshair(
             clean, rng, c.crosshair_thickness)),
-        fields={'crosshair_thickness': (1, checks.positive)},
+        fields={'crosshair_thickness': (1, checks.positive), 'inpaint': _INPAINT},
         classical=_biharmonic, inpainting=True),
     Corruption(
         'jpeg',
@@ -235,6 +254,11 @@ class Denoise(base.Task):
       return found
     corruption = self.corruption(config)
     found += corruption.check(config.denoise)
+    if config.denoise.inpaint and not corruption.inpainting:
+      with_holes = [c.name for c in CORRUPTIONS.values() if c.inpainting]
+      found.append(f'config.denoise.inpaint={config.denoise.inpaint!r} is for '
+                   f'damage that destroys pixels ({with_holes}), not '
+                   f"config.denoise.noise={corruption.name!r}; use ''")
     if takes_noise_map(config) and not corruption.has_level:
       with_level = [c.name for c in CORRUPTIONS.values() if c.has_level]
       found.append(f'config.model.arch={config.model.arch!r} takes the noise '
@@ -246,7 +270,21 @@ class Denoise(base.Task):
     return self.corruption(config).on_device
 
   def input_channels(self, config: Any) -> int:
-    return 4 if takes_noise_map(config) else 3
+    told = config.denoise.inpaint == 'told'
+    return 4 if takes_noise_map(config) or told else 3
+
+  def make_model(self, config: Any, norm_axis_name: Optional[str] = None):
+    """config.model; for config.denoise.inpaint 'told' or 'gated' inside a
+    zoo.Inpainter, which changes only the pixels it should."""
+    mode = config.denoise.inpaint
+    if not mode:
+      return super().make_model(config, norm_axis_name)
+    model_config = dict(config.model)
+    if mode == 'gated' and 'residual' in model_config:
+      model_config['residual'] = False  # The gate keeps the input instead.
+    inner = zoo.from_config(model_config, out_features=3 if mode == 'told' else 4,
+                            norm_axis_name=norm_axis_name)
+    return zoo.Inpainter(inner=inner, mode=mode)
 
   def make_pair(self, example: dict[str, Any], rng: Any,
                 config: Any) -> dict[str, Any]:
@@ -258,6 +296,10 @@ class Denoise(base.Task):
                   shown=made['input'])
     if 'damage' in made:
       pair['damage'] = made['damage']
+    if config.denoise.inpaint == 'told':
+      xp = _array_lib(made['input'])
+      pair.update(input=xp.concatenate([made['input'], made['damage']], -1),
+                  shown=made['input'])
     return pair
 
   def metrics(self, pred: Any, batch: dict[str, jax.Array], config: Any):
@@ -286,6 +328,7 @@ class Denoise(base.Task):
     if takes_noise_map(config):
       pair['input'] = with_noise_map(pair['input'], config.denoise.sigma)
     if self.corruption(config).inpainting:
-      pair['damage'] = np.all(pair['shown'] <= 0.5 / 255.0, axis=-1,
-                              keepdims=True).astype(np.float32)
+      pair['damage'] = detect_damage(pair['shown'])
+      if config.denoise.inpaint == 'told':
+        pair['input'] = np.concatenate([pair['input'], pair['damage']], -1)
     return pair

@@ -1,0 +1,441 @@
+"""The model zoo's recipes, and the one command that trains, scores and
+exports them (`ae_research.pretrained` ships the result).
+
+  # One model, as shipped (2 CPU cores; ../shared beside the checkout):
+  python -m experiments.zoo train --only=sr-x3
+  python -m experiments.zoo export --only=sr-x3      # into the package
+  # Every model on one GPU in about 6 minutes, scored, timed against
+  # PyTorch, into one folder (weights, manifest.json, zoo.md, speed):
+  python -m experiments.zoo all --budget=gpu --out=OUT
+  # The same, tiny, on any CPU and without ../shared (what the tests run):
+  python -m experiments.zoo all --budget=smoke --out=/tmp/zoo
+  # A model of that folder replaces the shipped one:
+  python -m experiments.zoo adopt --from=OUT/weights --only=denoise-gaussian
+
+A recipe is a config, the command-line overrides that train it on the
+standard data (`../shared/trainsets`, by path), its number of steps per
+budget, and the test sets it is scored on beside the published figures.
+`train` runs `python -m ae_research.main` with them (rerunning resumes
+exactly); `export` writes the run's weights and manifest entry
+(`pretrained.export`: scores on the test sets beside the baseline and
+classical methods, and on the small check image). The manifest keeps each
+model's train and export commands.
+
+Budgets: 'cpu' the shipped runs' steps; 'gpu' about 6 minutes of training
+on one H100 in all, each model's steps from the images/s measured there
+(larger batches, bfloat16 where it is faster; a larger model where the GPU
+affords it); 'smoke' the smoke variant for a few steps on the embedded
+photos, scored on two of them (checks that every recipe runs, in seconds
+each).
+"""
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import sys
+from typing import Optional, Sequence
+
+from absl import app, flags
+from PIL import Image
+import skimage.data
+
+from ae_research import cli, errors, pretrained
+
+# The standard data, by path: '{shared}' becomes --shared.
+TRAIN = '{shared}/trainsets'
+TEST = '{shared}/testsets'
+RUNS = 'runs/zoo'
+
+# Published figures, cited.
+FSRCNN = 'FSRCNN (Dong et al., ECCV 2016, Table 3)'
+SRCNN = 'SRCNN (Dong et al., TPAMI 2016)'
+FSRCNN_FIGURES = {  # (Set5, Set14) Y-PSNR, T91 + General-100.
+    2: (37.00, 32.63), 3: (33.16, 29.43), 4: (30.71, 27.59)}
+SRCNN_FIGURES = {2: (36.66, 32.42), 3: (32.75, 29.28), 4: (30.48, 27.49)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSet:
+  """A test set a model is scored on: label, data source (folder:PATH, or
+  a generated set's name), config overrides for scoring, the headline
+  metric, published figures."""
+  label: str
+  dataset: str
+  metric: str
+  overrides: dict = dataclasses.field(default_factory=dict)
+  published: dict = dataclasses.field(default_factory=dict)
+  max_images: Optional[int] = None  # The first N images only.
+  classical: bool = True  # The classical methods beside the model.
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """How one shipped model is trained and scored."""
+  name: str
+  summary: str
+  config: str  # configs/FILE.py[:VARIANTS]
+  data: str  # The training data, in words.
+  overrides: tuple[str, ...]  # --config.X=Y that train it on the standard data.
+  cpu_steps: int
+  evals: int  # Evaluations during training (the score-against-minutes curve).
+  scores: tuple[ScoreSet, ...]
+  check_metric: str = 'psnr'
+  check_overrides: dict = dataclasses.field(default_factory=dict)
+  # The GPU budget: steps (its share of about 6 minutes of training on one
+  # H100, from the images/s measured there: docs/speed.md), overrides, and
+  # the config when the GPU affords a larger model.
+  gpu_steps: int = 0
+  gpu_overrides: tuple[str, ...] = ('--config.batch_size=128',
+                                    '--config.compute_dtype=bfloat16')
+  gpu_config: Optional[str] = None
+
+  def resolve(self, shared: str) -> 'Recipe':
+    """The recipe with the standard data at `shared`."""
+    put = lambda text: text.replace('{shared}', shared)
+    return dataclasses.replace(
+        self, overrides=tuple(put(o) for o in self.overrides),
+        scores=tuple(dataclasses.replace(s, dataset=put(s.dataset))
+                     for s in self.scores))
+
+  def main_args(self, steps: int, workdir: str) -> list[str]:
+    every = max(1, steps // self.evals)
+    return [f'--config={self.config}', f'--workdir={workdir}', *self.overrides,
+            f'--config.num_train_steps={steps}',
+            f'--config.eval_every_steps={every}',
+            f'--config.checkpoint_every_steps={every}']
+
+
+def _sr(scale: int, steps: int, gpu_steps: int) -> Recipe:
+  fsrcnn, srcnn = FSRCNN_FIGURES[scale], SRCNN_FIGURES[scale]
+  return Recipe(
+      name=f'sr-x{scale}',
+      summary=(f'x{scale} super-resolution: FSRCNN at low resolution, widened '
+               '(64, 24, 4), added to the bicubic upsampling'),
+      config='configs/super_resolution.py' + ('' if scale == 3 else f':x{scale}'),
+      data='T91',
+      overrides=(f'--config.dataset=folder:{TRAIN}/T91',
+                 f'--config.eval_dataset=folder:{TEST}/Set5'),
+      cpu_steps=steps, evals=4,
+      scores=(ScoreSet('Set5', f'folder:{TEST}/Set5', 'psnr_y',
+                       published={FSRCNN: fsrcnn[0], SRCNN: srcnn[0]}),
+              ScoreSet('Set14', f'folder:{TEST}/Set14', 'psnr_y',
+                       published={FSRCNN: fsrcnn[1], SRCNN: srcnn[1]})),
+      check_metric='psnr_y', gpu_steps=gpu_steps,
+      # The FSRCNN-style model is faster in float32 on the GPU (docs/speed.md).
+      gpu_overrides=('--config.batch_size=128',))
+
+
+def _crosshair(mode: str, how: str) -> Recipe:
+  """The article's example: a crosshair (2 pixels wide) drawn over the
+  photo, removed by a U-Net scored beside biharmonic inpainting given what
+  the model is given: the true mask ('told'), or the guess of the drawn
+  pixels ('gated')."""
+  return Recipe(
+      name=f'crosshair-{mode}',
+      summary=f'crosshair removal, U-Net {how}',
+      config='configs/denoise.py:crosshair,unet', data='CBSD432',
+      overrides=(f'--config.dataset=folder:{TRAIN}/CBSD432',
+                 f'--config.eval_dataset=folder:{TEST}/Kodak24',
+                 f'--config.denoise.inpaint={mode}',
+                 '--config.eval_classical=False'),
+      cpu_steps=2000, evals=2,
+      scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr'),),
+      gpu_steps=4000)
+
+
+def _fixed_sigma(sigma: float) -> dict:
+  return {'denoise.sigma': float(sigma), 'denoise.sigma_range': [0.0, 0.0]}
+
+
+# Published color denoising figures on Kodak24 (K. Zhang, W. Zuo, L. Zhang,
+# "FFDNet: Toward a Fast and Flexible Solution for CNN based Image
+# Denoising", IEEE TIP 27(9), 2018, the table of color denoising).
+CBM3D = 'CBM3D (FFDNet paper, Kodak24)'
+CDNCNN = 'CDnCNN (same table)'
+FFDNET = 'FFDNet (same table)'
+
+RECIPES: tuple[Recipe, ...] = (
+    Recipe(
+        name='colorize-shapes',
+        summary='colorization of the generated shapes: circles red, squares blue',
+        config='configs/colorize.py', data='shapes (generated)', overrides=(),
+        cpu_steps=2500, evals=5, check_metric='psnr',
+        scores=(ScoreSet('shapes test', 'shapes', 'shape_color_accuracy'),),
+        gpu_steps=2500, gpu_overrides=()),
+    # FSRCNN-style at x3: about 390 steps/s of 128 on an H100 (49832
+    # images/s at batch 64); x2 computes 2.25 times the pixels, x4 0.56.
+    _sr(2, 40000, gpu_steps=7000),
+    _sr(3, 23000, gpu_steps=15000),
+    _sr(4, 40000, gpu_steps=12000),
+    Recipe(
+        name='denoise-sp',
+        summary='salt and pepper noise (10% of pixels) removal: U-Net',
+        config='configs/denoise.py:salt_and_pepper,unet', data='CBSD432',
+        overrides=(f'--config.dataset=folder:{TRAIN}/CBSD432',
+                   f'--config.eval_dataset=folder:{TEST}/Kodak24',
+                   '--config.eval_classical=False'),
+        cpu_steps=2000, evals=2,
+        scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr'),),
+        gpu_steps=7000),
+    _crosshair('told', 'told where the lines are (the mask as one more '
+               'input) and changing only those pixels'),
+    _crosshair('gated', 'not told: it learns which pixels to change (a gate)'),
+    Recipe(
+        name='denoise-gaussian',
+        summary=('Gaussian noise removal, blind (sigma 0-55): the residual '
+                 'autoencoder at half resolution'),
+        config='configs/denoise.py:blind', data='CBSD432',
+        overrides=(f'--config.dataset=folder:{TRAIN}/CBSD432',
+                   f'--config.eval_dataset=folder:{TEST}/Kodak24',
+                   "--config.denoise.sigma_range=(0.0, 55.0)",
+                   '--config.eval_classical=False',
+                   '--config.num_eval_examples=6'),
+        cpu_steps=5000, evals=5,
+        # All 24 images beside the published figures, and the first six
+        # beside non-local means and CBM3D run on the same noisy images
+        # (CBM3D, with the `bm3d` extra, takes minutes per image).
+        scores=tuple(
+            ScoreSet(f'Kodak24 sigma {s}', f'folder:{TEST}/Kodak24', 'psnr',
+                     overrides=_fixed_sigma(s), published=published,
+                     classical=False)
+            for s, published in (
+                (15, {CBM3D: 34.28, CDNCNN: 34.48, FFDNET: 34.63}),
+                (25, {CBM3D: 31.68, CDNCNN: 32.03, FFDNET: 32.13}),
+                (50, {CBM3D: 28.46, CDNCNN: 28.85, FFDNET: 28.98}))) + tuple(
+            ScoreSet(f'kodim01-06 sigma {s}', f'folder:{TEST}/Kodak24', 'psnr',
+                     overrides=_fixed_sigma(s), max_images=6)
+            for s in (15, 25, 50)),
+        check_overrides=_fixed_sigma(25),
+        # DnCNN, as the prepared GPU run trained it (31.87 dB on Kodak24 at
+        # sigma 25 after 37400 steps, 3.0 min on an H100), blind, 90 s.
+        gpu_steps=18000, gpu_config='configs/denoise.py:blind,dncnn',
+        gpu_overrides=('--config.batch_size=128', '--config.compute_dtype=bfloat16',
+                       '--config.optimizer.learning_rate=1e-3')),
+    Recipe(
+        name='colorize-photos',
+        summary='colorization of photographs: U-Net from the luma',
+        config='configs/colorize.py:photos,unet', data='T91 + CBSD432',
+        overrides=(f'--config.dataset=folder:{TRAIN}/T91,{TRAIN}/CBSD432',
+                   f'--config.eval_dataset=folder:{TEST}/Kodak24'),
+        cpu_steps=4000, evals=4,
+        scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr'),),
+        gpu_steps=6000),
+)
+BY_NAME = {r.name: r for r in RECIPES}
+
+_ONLY = flags.DEFINE_list('only', [], 'Recipes to run (default: all): '
+                          + ', '.join(BY_NAME))
+_BUDGET = flags.DEFINE_enum('budget', 'cpu', ('cpu', 'gpu', 'smoke'),
+                            'Steps: as shipped, about 6 GPU minutes in all, '
+                            'or a few (smoke).')
+_RUNS = flags.DEFINE_string('runs', RUNS, 'Where the workdirs go.')
+_SHARED = flags.DEFINE_string('shared', '../shared', 'The folder of the '
+                              'standard data (trainsets/, testsets/).')
+_ZOO_DIR = cli.define_zoo_dir('export: the zoo written to (default: the '
+                              'package\'s).')
+_OUT = flags.DEFINE_string('out', None, 'all: one folder for the workdirs, '
+                           'the zoo, zoo.md and the speed table.')
+_OVERWRITE = cli.define_overwrite('export: replace models of the same name.')
+_FROM = flags.DEFINE_string('from', None, 'adopt: the zoo folder a model is '
+                            'copied from (e.g. OUT/weights of zoo_gpu.sh).')
+_DOCS = flags.DEFINE_string('docs', 'docs', 'page: the docs folder.')
+_SPEED = flags.DEFINE_bool('speed', True, 'all: time every architecture '
+                           'against its PyTorch twin.')
+_CLASSICAL = cli.define_classical('export: score the classical methods too.')
+
+
+def recipes(only: Sequence[str]) -> list[Recipe]:
+  unknown = [n for n in only if n not in BY_NAME]
+  if unknown:
+    raise errors.UserError(f'--only: no recipe {unknown}; the recipes are '
+                           f'{list(BY_NAME)}')
+  return [BY_NAME[n] for n in only] if only else list(RECIPES)
+
+
+def train_command(recipe: Recipe, steps: int, workdir: str,
+                  extra: Sequence[str] = ()) -> list[str]:
+  return [sys.executable, '-m', 'ae_research.main',
+          *recipe.main_args(steps, workdir), *extra]
+
+
+def shown(command: Sequence[str]) -> str:
+  """A command as a user types it (python, not this interpreter's path)."""
+  return shlex.join(['python', *command[1:]])
+
+
+# ---------------------------------------------------------------------------
+# Budgets.
+
+
+def smoke_data(folder: str) -> tuple[list[str], ScoreSet]:
+  """Overrides that train on the embedded photos, and a test folder of two
+  small images from scikit-image, for the smoke budget."""
+  os.makedirs(folder, exist_ok=True)
+  for name in ('astronaut', 'coffee'):
+    image = getattr(skimage.data, name)()[:96, :120]
+    Image.fromarray(image).save(os.path.join(folder, f'{name}.png'))
+  return (['--config.dataset=photos', f'--config.eval_dataset=folder:{folder}'],
+          ScoreSet('smoke', f'folder:{folder}', 'psnr'))
+
+
+def smoke_recipe(recipe: Recipe, folder: str) -> Recipe:
+  """The recipe on generated data, the smoke variant."""
+  config = recipe.config + (',smoke' if ':' in recipe.config else ':smoke')
+  if recipe.name == 'colorize-shapes':  # Generated data already.
+    return dataclasses.replace(recipe, config=config, cpu_steps=20)
+  overrides, folder_set = smoke_data(folder)
+  keep = [o for o in recipe.overrides if not o.startswith(
+      ('--config.dataset=', '--config.eval_dataset='))]
+  first = recipe.scores[0]
+  sets = (dataclasses.replace(folder_set, metric=first.metric,
+                              overrides=first.overrides),)
+  return dataclasses.replace(recipe, config=config, overrides=(*keep, *overrides),
+                             cpu_steps=20, evals=1, scores=sets)
+
+
+# ---------------------------------------------------------------------------
+# The commands.
+
+
+def train(recipe: Recipe, budget: str, runs: str) -> str:
+  """Trains the recipe's model in runs/NAME (resumes one there)."""
+  workdir = os.path.join(runs, recipe.name)
+  extra: tuple[str, ...] = ()
+  steps = recipe.cpu_steps
+  if budget == 'gpu':
+    steps, extra = recipe.gpu_steps, recipe.gpu_overrides
+    if recipe.gpu_config:
+      recipe = dataclasses.replace(recipe, config=recipe.gpu_config)
+  command = train_command(recipe, steps, workdir, extra)
+  print(f'=== {recipe.name}: {shown(command)}', flush=True)
+  subprocess.run(command, check=True)
+  return workdir
+
+
+def export(recipe: Recipe, runs: str, zoo_dir: str, budget: str) -> pretrained.Entry:
+  """Writes the recipe's trained run into the zoo in `zoo_dir`."""
+  workdir = os.path.join(runs, recipe.name)
+  steps = recipe.cpu_steps
+  commands = [shown(train_command(recipe, steps, os.path.join(RUNS, recipe.name))),
+              shown([sys.executable, '-m', 'experiments.zoo', 'export',
+                     f'--only={recipe.name}'])]
+  if budget != 'cpu':
+    commands = [f'python -m experiments.zoo all --budget={budget}']
+  data = recipe.data if budget != 'smoke' else 'photos (smoke)'
+  return pretrained.export(
+      workdir, recipe.name, zoo_dir, summary=recipe.summary, data=data,
+      commands=commands,
+      score_sets=[dataclasses.asdict(s) for s in recipe.scores],
+      check_metric=recipe.check_metric, check_overrides=recipe.check_overrides,
+      overwrite=_OVERWRITE.value or budget != 'cpu', classical=_CLASSICAL.value)
+
+
+def speed(names: Sequence[str], out: str, budget: str) -> None:
+  """Every architecture of the zoo against its PyTorch twin
+  (benchmarks/train_speed.py), into out/train_speed.md."""
+  configs = ','.join(BY_NAME[n].config.replace('configs/', '').replace('.py', '')
+                     for n in names)
+  command = [sys.executable, 'benchmarks/train_speed.py', '--models', configs,
+             '--markdown', os.path.join(out, 'train_speed.md')]
+  if budget == 'smoke':
+    command.append('--quick')
+  print(f'=== speed: {shown(command)}', flush=True)
+  subprocess.run(command, check=False)
+
+
+def page(zoo_dir: str, docs: str) -> None:
+  """The docs' zoo table (docs/zoo_table.md) and one figure per model
+  (docs/zoo/NAME.png: input | model | baseline and classical methods |
+  target, on the model's check image)."""
+  entries = list(pretrained.manifest(zoo_dir).values())
+  figures = os.path.join(docs, 'zoo')
+  os.makedirs(figures, exist_ok=True)
+  for e in entries:
+    config, state = pretrained.load_state(e.name, zoo_dir)
+    config = pretrained.with_overrides(config, e.check.get('overrides', {}))
+    example = pretrained.check_image(config)
+    with tempfile.TemporaryDirectory() as tmp:
+      pretrained.score(config, state, pretrained.listed([example]), out_dir=tmp)
+      figure = Image.open(os.path.join(tmp, 'images', f'{example["name"]}.png'))
+      factor = max(1, 128 // figure.height)  # Tiny scenes, enlarged.
+      figure.resize((figure.width * factor, figure.height * factor),
+                    Image.NEAREST).save(os.path.join(figures, f'{e.name}.png'))
+  lines = ['| model | scores | training | size | reproduce |',
+           '|---|---|---|---|---|']
+  for e in entries:
+    size = f'{e.parameters:,} parameters, {e.bytes / 1e6:.2f} MB'
+    commands = '<br>'.join(f'`{c}`' for c in e.commands)
+    lines.append(f'| **{e.name}**: {e.summary} ({e.task}) | '
+                 + '<br>'.join(pretrained.score_cells(e)) + f' | {pretrained.budget(e)} | '
+                 f'{size} | {commands} |')
+  lines.append('')
+  lines += [f'![{e.name}: input, model, baseline and classical methods, '
+            f'target](zoo/{e.name}.png)\n' for e in entries]
+  with open(os.path.join(docs, 'zoo_table.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) != 2 or argv[1] not in ('train', 'export', 'all', 'page', 'adopt'):
+    print('usage: python -m experiments.zoo train|export|all|page|adopt '
+          '[flags]; see --help', file=sys.stderr)
+    return 2
+  command = argv[1]
+  if command == 'page':
+    page(_ZOO_DIR.value or pretrained.WEIGHTS_DIR, _DOCS.value)
+    return 0
+  if command == 'adopt':
+    if not _FROM.value or not _ONLY.value:
+      print('error: adopt takes --from=FOLDER and --only=NAME[,NAME]',
+            file=sys.stderr)
+      return 2
+    for name in _ONLY.value:
+      e = pretrained.adopt(name, _FROM.value,
+                           _ZOO_DIR.value or pretrained.WEIGHTS_DIR)
+      print(f'{name}: adopted from {_FROM.value} ({pretrained.budget(e)})')
+    return 0
+  chosen = [r.resolve(_SHARED.value) for r in recipes(_ONLY.value)]
+  budget = _BUDGET.value
+  runs, zoo_dir = _RUNS.value, _ZOO_DIR.value or pretrained.WEIGHTS_DIR
+  if command == 'all':
+    if not _OUT.value:
+      print('error: all writes into --out=FOLDER', file=sys.stderr)
+      return 2
+    runs = os.path.join(_OUT.value, 'runs')
+    zoo_dir = os.path.join(_OUT.value, 'weights')
+  if budget == 'smoke':
+    folder = os.path.join(runs, 'smoke_test_images')
+    chosen = [smoke_recipe(r, folder) for r in chosen]
+  if command in ('train', 'all'):
+    for recipe in chosen:
+      train(recipe, budget, runs)
+  if command in ('export', 'all'):
+    for recipe in chosen:
+      e = export(recipe, runs, zoo_dir, budget)
+      print(f'{e.name}: {e.file}, {e.bytes:,} bytes, check '
+            f'{e.check["metric"]} {e.check["value"]:.4f}', flush=True)
+    entries = [pretrained.entry(r.name, zoo_dir) for r in chosen]
+    table = pretrained.table(entries)
+    print(table)
+    if command == 'all':
+      with open(os.path.join(_OUT.value, 'zoo.md'), 'w') as f:
+        f.write(table)
+  if command == 'all' and _SPEED.value:
+    speed([r.name for r in chosen if r.name != 'colorize-shapes'], _OUT.value,
+          budget)
+  return 0
+
+
+def _main(argv: list[str]) -> int:
+  try:
+    return main(argv)
+  except errors.UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+
+
+if __name__ == '__main__':
+  app.run(_main)
