@@ -167,7 +167,7 @@ RECIPES: tuple[Recipe, ...] = (
         gpu_steps=2500, gpu_overrides=()),
     # FSRCNN-style at x3: about 390 steps/s of 128 on an H100 (49832
     # images/s at batch 64); x2 computes 2.25 times the pixels, x4 0.56.
-    _sr(2, 40000, gpu_steps=7000),
+    _sr(2, 30000, gpu_steps=7000),
     _sr(3, 23000, gpu_steps=15000),
     _sr(4, 40000, gpu_steps=12000),
     Recipe(
@@ -193,7 +193,7 @@ RECIPES: tuple[Recipe, ...] = (
                    "--config.denoise.sigma_range=(0.0, 55.0)",
                    '--config.eval_classical=False',
                    '--config.num_eval_examples=6'),
-        cpu_steps=5000, evals=5,
+        cpu_steps=3500, evals=5,
         # All 24 images beside the published figures, and the first six
         # beside non-local means and CBM3D run on the same noisy images
         # (CBM3D, with the `bm3d` extra, takes minutes per image).
@@ -220,7 +220,7 @@ RECIPES: tuple[Recipe, ...] = (
         config='configs/colorize.py:photos,unet', data='T91 + CBSD432',
         overrides=(f'--config.dataset=folder:{TRAIN}/T91,{TRAIN}/CBSD432',
                    f'--config.eval_dataset=folder:{TEST}/Kodak24'),
-        cpu_steps=4000, evals=4,
+        cpu_steps=3000, evals=3,
         scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr'),),
         gpu_steps=6000),
 )
@@ -300,16 +300,20 @@ def smoke_recipe(recipe: Recipe, folder: str) -> Recipe:
 # The commands.
 
 
+def budget_command(recipe: Recipe, budget: str, workdir: str) -> list[str]:
+  """The training command of `recipe` for `budget` ('cpu' and 'smoke': its
+  steps; 'gpu': its GPU steps, overrides and config)."""
+  if budget != 'gpu':
+    return train_command(recipe, recipe.cpu_steps, workdir)
+  if recipe.gpu_config:
+    recipe = dataclasses.replace(recipe, config=recipe.gpu_config)
+  return train_command(recipe, recipe.gpu_steps, workdir, recipe.gpu_overrides)
+
+
 def train(recipe: Recipe, budget: str, runs: str) -> str:
   """Trains the recipe's model in runs/NAME (resumes one there)."""
   workdir = os.path.join(runs, recipe.name)
-  extra: tuple[str, ...] = ()
-  steps = recipe.cpu_steps
-  if budget == 'gpu':
-    steps, extra = recipe.gpu_steps, recipe.gpu_overrides
-    if recipe.gpu_config:
-      recipe = dataclasses.replace(recipe, config=recipe.gpu_config)
-  command = train_command(recipe, steps, workdir, extra)
+  command = budget_command(recipe, budget, workdir)
   print(f'=== {recipe.name}: {shown(command)}', flush=True)
   subprocess.run(command, check=True)
   return workdir
@@ -318,12 +322,11 @@ def train(recipe: Recipe, budget: str, runs: str) -> str:
 def export(recipe: Recipe, runs: str, zoo_dir: str, budget: str) -> pretrained.Entry:
   """Writes the recipe's trained run into the zoo in `zoo_dir`."""
   workdir = os.path.join(runs, recipe.name)
-  steps = recipe.cpu_steps
-  commands = [shown(train_command(recipe, steps, os.path.join(RUNS, recipe.name))),
+  # As a user reproduces it: the standard data at ../shared, runs/zoo.
+  as_shipped = recipe if budget == 'smoke' else BY_NAME[recipe.name].resolve('../shared')
+  commands = [shown(budget_command(as_shipped, budget, os.path.join(RUNS, recipe.name))),
               shown([sys.executable, '-m', 'experiments.zoo', 'export',
                      f'--only={recipe.name}'])]
-  if budget != 'cpu':
-    commands = [f'python -m experiments.zoo all --budget={budget}']
   data = recipe.data if budget != 'smoke' else 'photos (smoke)'
   return pretrained.export(
       workdir, recipe.name, zoo_dir, summary=recipe.summary, data=data,
@@ -333,11 +336,13 @@ def export(recipe: Recipe, runs: str, zoo_dir: str, budget: str) -> pretrained.E
       overwrite=_OVERWRITE.value or budget != 'cpu', classical=_CLASSICAL.value)
 
 
-def speed(names: Sequence[str], out: str, budget: str) -> None:
+def speed(chosen: Sequence[Recipe], out: str, budget: str) -> None:
   """Every architecture of the zoo against its PyTorch twin
   (benchmarks/train_speed.py), into out/train_speed.md."""
-  configs = ','.join(BY_NAME[n].config.replace('configs/', '').replace('.py', '')
-                     for n in names)
+  config = lambda r: (r.gpu_config if budget == 'gpu' and r.gpu_config
+                      else r.config).replace(':smoke', '').replace(',smoke', '')
+  configs = ','.join(dict.fromkeys(
+      config(r).replace('configs/', '').replace('.py', '') for r in chosen))
   command = [sys.executable, 'benchmarks/train_speed.py', '--models', configs,
              '--markdown', os.path.join(out, 'train_speed.md')]
   if budget == 'smoke':
@@ -424,8 +429,7 @@ def main(argv: list[str]) -> int:
       with open(os.path.join(_OUT.value, 'zoo.md'), 'w') as f:
         f.write(table)
   if command == 'all' and _SPEED.value:
-    speed([r.name for r in chosen if r.name != 'colorize-shapes'], _OUT.value,
-          budget)
+    speed([r for r in chosen if r.name != 'colorize-shapes'], _OUT.value, budget)
   return 0
 
 
