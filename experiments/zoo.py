@@ -68,6 +68,7 @@ class ScoreSet:
   overrides: dict = dataclasses.field(default_factory=dict)
   published: dict = dataclasses.field(default_factory=dict)
   max_images: Optional[int] = None  # The first N images only.
+  also: tuple[str, ...] = ()  # Further metrics the table shows.
   classical: bool = True  # The classical methods beside the model.
 
 
@@ -221,7 +222,8 @@ RECIPES: tuple[Recipe, ...] = (
         overrides=(f'--config.dataset=folder:{TRAIN}/T91,{TRAIN}/CBSD432',
                    f'--config.eval_dataset=folder:{TEST}/Kodak24'),
         cpu_steps=3000, evals=3,
-        scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr'),),
+        scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr',
+                         also=('colorfulness', 'colorfulness_target')),),
         gpu_steps=6000),
 )
 BY_NAME = {r.name: r for r in RECIPES}

@@ -75,7 +75,8 @@ class Entry:
   training: dict[str, Any]
   commands: list[str]  # What trained it and scored it.
   # [{'label', 'dataset', 'overrides', 'images', 'metric', 'mean': {method:
-  # {metric: value}}, 'published': {who: value}}], in the recipe's order.
+  # {metric: value}}, 'published': {who: value}, 'also': [metrics shown
+  # too]}], in the recipe's order.
   scores: list[dict[str, Any]]
   # {'image', 'overrides', 'metric', 'value'}: the score on `check_image`.
   check: dict[str, Any]
@@ -414,7 +415,8 @@ def export(workdir: str, name: str, zoo_dir: str, *, summary: str,
         'label': s['label'], 'dataset': s['dataset'],
         'overrides': dict(s.get('overrides', {})),
         'images': len(results['images']), 'metric': s['metric'],
-        'mean': results['mean'], 'published': dict(s.get('published', {}))})
+        'mean': results['mean'], 'published': dict(s.get('published', {})),
+        'also': list(s.get('also', []))})
   check = {'image': check_image(config)['name'],
            'overrides': dict(check_overrides or {}), 'metric': check_metric}
   check['value'] = measure_check(config, state, check)
@@ -484,8 +486,11 @@ def score_cells(e: Entry) -> list[str]:
     others = [f'{m} {_fmt(v.get(metric))}' for m, v in s['mean'].items()
               if m != 'model' and metric in v]
     others += [f'{who} {_fmt(v)}' for who, v in s['published'].items()]
-    cells.append(f'{label} {metric} **{_fmt(s["mean"]["model"].get(metric))}**'
-                 + (f' ({"; ".join(others)})' if others else ''))
+    cell = (f'{label} {metric} **{_fmt(s["mean"]["model"].get(metric))}**'
+            + (f' ({"; ".join(others)})' if others else ''))
+    for extra in s.get('also', []):  # Further metrics, the model's.
+      cell += f'; {extra} {_fmt(s["mean"]["model"].get(extra))}'
+    cells.append(cell)
   return cells
 
 
