@@ -30,12 +30,11 @@ each).
 """
 
 import dataclasses
-import json
 import os
 import shlex
 import subprocess
-import tempfile
 import sys
+import tempfile
 from typing import Optional, Sequence
 
 from absl import app, flags
