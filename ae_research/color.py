@@ -65,3 +65,31 @@ def rgb_to_y(x_HxWx3):
                      '(e.g. x.astype(np.float32) / 255 first)')
   y_HxW = _Y_OFFSET_255 + x_HxWx3 @ _Y_WEIGHTS_255
   return (y_HxW / 255.0)[..., None].astype(np.float32)
+
+
+# BT.601 chroma from R, G, B (the luma weights above): Cb = (B - Y) / 1.772,
+# Cr = (R - Y) / 1.402, each in [-0.5, 0.5] for RGB in [0, 1].
+_CHROMA = np.stack([(np.eye(3, dtype=np.float32)[2] - LUMA_BT601) / 1.772,
+                    (np.eye(3, dtype=np.float32)[0] - LUMA_BT601) / 1.402], 1)
+# R, G, B from (Cb, Cr) once the luma is added to every channel.
+_FROM_CHROMA = np.array([[0.0, -0.114 * 1.772 / 0.587, 1.772],
+                         [1.402, -0.299 * 1.402 / 0.587, 0.0]], np.float32)
+
+
+def chroma(x_HxWx3):
+  """BT.601 chroma (Cb, Cr) of RGB: the colour that `luma` leaves out.
+
+  Args:
+    x_HxWx3: RGB images, any leading axes; any scale.
+
+  Returns:
+    float32 ...xHxWx2 (Cb, Cr), in [-0.5, 0.5] for RGB in [0, 1].
+  """
+  _check_rgb('chroma', x_HxWx3)
+  return (x_HxWx3 @ _CHROMA).astype(np.float32)
+
+
+def from_luma_chroma(y_HxWx1, cbcr_HxWx2):
+  """RGB from BT.601 luma and chroma, the inverse of `luma` and `chroma`:
+  from_luma_chroma(luma(x), chroma(x)) == x."""
+  return y_HxWx1 + cbcr_HxWx2 @ _FROM_CHROMA

@@ -45,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ae_research import archs, models
+from ae_research import archs, color, models
 
 Autoencoder = models.Autoencoder  # config.model.arch 'autoencoder'.
 
@@ -205,7 +205,20 @@ class UNet(nn.Module):
     return y[:, :h, :w]
 
 
-class Inpainter(nn.Module):
+class _Around(nn.Module):
+  """A model around an `inner` one, taking the sizes it takes."""
+  inner: nn.Module
+
+  @property
+  def downsampling(self) -> int:
+    return self.inner.downsampling
+
+  @property
+  def upscale(self) -> int:
+    return self.inner.upscale
+
+
+class Inpainter(_Around):
   """An image-to-image model that changes only the pixels it should, for
   damage that destroys some pixels and leaves the rest as they were (a
   drawn crosshair, removed blocks).
@@ -216,16 +229,7 @@ class Inpainter(nn.Module):
   'gated' (blind): `inner` gives RGB and a gate logit (4 channels), and the
   model learns where to change: out = x + sigmoid(gate) * (fill - x).
   """
-  inner: nn.Module
   mode: str  # 'told' or 'gated'.
-
-  @property
-  def downsampling(self) -> int:
-    return self.inner.downsampling
-
-  @property
-  def upscale(self) -> int:
-    return self.inner.upscale
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
@@ -239,6 +243,42 @@ class Inpainter(nn.Module):
     else:
       raise ValueError(f"Inpainter mode={self.mode!r}; 'told' or 'gated'")
     return image + gate * (fill - image)
+
+
+def chroma_bin_centers(bins: int, chroma_max: float) -> jnp.ndarray:
+  """The (Cb, Cr) centres of a bins x bins grid over [-chroma_max,
+  chroma_max]^2, Cb-major: [bins * bins, 2]."""
+  axis = jnp.linspace(-chroma_max, chroma_max, bins)
+  cb, cr = jnp.meshgrid(axis, axis, indexing='ij')
+  return jnp.stack([cb.ravel(), cr.ravel()], -1)
+
+
+class ChromaClassifier(_Around):
+  """Colorization as classification over the chroma plane (R. Zhang, P.
+  Isola, A. Efros, "Colorful Image Colorization", ECCV 2016): a regression
+  to the mean colour averages the plausible colours of a pixel into gray,
+  a distribution over them does not.
+
+  `inner` maps the luma to `hidden` features; a 1x1 layer gives the logits
+  of bins x bins (Cb, Cr) bins (`chroma_bin_centers`), and the output is the
+  annealed mean of that distribution (softmax of logits / `temperature`;
+  the paper's 0.38 lies between the mean, 1, and the mode, 0) added to the
+  input luma, as RGB (`color.from_luma_chroma`). With `train` the logits
+  follow the RGB channels (3 + bins**2; the task's loss reads both).
+  """
+  bins: int
+  chroma_max: float
+  temperature: float
+
+  @nn.compact
+  def __call__(self, x_BxHxWx1: jax.Array, train: bool = False) -> jax.Array:
+    features = nn.relu(self.inner(x_BxHxWx1, train))
+    logits = nn.Conv(self.bins ** 2, (1, 1), name='logits')(features)
+    p = jax.nn.softmax(logits.astype(jnp.float32) / self.temperature, -1)
+    cbcr = p @ chroma_bin_centers(self.bins, self.chroma_max)
+    rgb = color.from_luma_chroma(x_BxHxWx1[..., :1].astype(jnp.float32), cbcr)
+    rgb = rgb.astype(logits.dtype)
+    return jnp.concatenate([rgb, logits], -1) if train else rgb
 
 
 def bicubic_upsample(x_BxHxWxC: jax.Array, scale: int) -> jax.Array:

@@ -7,6 +7,9 @@ held-out photos beside the gray input):
   python -m ae_research.main --config=configs/colorize.py:photos --workdir=runs/colorize_photos
 With a U-Net (encoder features concatenated into the decoder):
   python -m ae_research.main --config=configs/colorize.py:photos,unet --workdir=runs/colorize_unet
+Predicting a distribution over colours (chroma bins, Zhang et al. 2016)
+instead of regressing to their washed-out mean:
+  python -m ae_research.main --config=configs/colorize.py:photos,unet,classify --workdir=runs/colorize_bins
 Any variant with ',smoke' appended runs in seconds.
 """
 
@@ -22,10 +25,18 @@ def _photos(config):
   config.eval_every_steps = 500
 
 
+def _classify(config):
+  # 13 x 13 bins of (Cb, Cr) 1/15 apart over [-0.4, 0.4] (17 levels of 255;
+  # the annealed mean falls between them). 17 x 17, as fine as the paper's
+  # bins of 10 in the ab plane, trains at half the speed on 2 CPU cores.
+  config.colorize.chroma_bins = 13
+
+
 def get_config(variant: str = ''):
   config = default.get_config('colorize')
   config.dataset = 'shapes'
   return default.apply_variant(config, variant, {
       'photos': _photos,
+      'classify': _classify,
       'unet': lambda c: default.use_arch(c, 'unet', residual=c.dataset != 'shapes'),
   })

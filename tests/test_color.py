@@ -73,3 +73,18 @@ def test_luma_of_uint8_is_on_the_0_255_scale():
   x = (_rgb(seed=4) * 255).round().astype(np.uint8)
   np.testing.assert_allclose(color.luma(x), color.luma(x / np.float32(255)) * 255,
                              rtol=1e-5)
+
+
+def test_chroma_is_bt601_cb_cr_and_inverts_with_the_luma():
+  x = _rgb((2, 20, 24, 3), seed=3)
+  cbcr = color.chroma(x)
+  # BT.601 YCbCr: Cb = 128 + 224 * chroma_b on the 0-255 scale.
+  want = (rgb2ycbcr(x)[..., 1:] - 128.0) / 224.0
+  assert cbcr.shape == (2, 20, 24, 2) and cbcr.dtype == np.float32
+  np.testing.assert_allclose(cbcr, want, atol=1e-5)
+  np.testing.assert_allclose(color.from_luma_chroma(color.luma(x), cbcr), x,
+                             atol=1e-5)
+  # Jax in, jax out; the chroma does not move the luma.
+  back = color.from_luma_chroma(jnp.asarray(color.luma(x)), jnp.asarray(cbcr * 0.5))
+  assert isinstance(back, jax.Array)
+  np.testing.assert_allclose(color.luma(np.asarray(back)), color.luma(x), atol=1e-5)

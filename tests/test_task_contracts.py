@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ae_research import checks, config_lib, image_io, input_pipeline, steps
-from ae_research import tasks, tiling
+from ae_research import checks, color, config_lib, image_io, input_pipeline, steps
+from ae_research import tasks, tiling, zoo
 from ae_research import workdir as workdir_lib
-from ae_research.tasks import base, denoise
+from ae_research.tasks import base, colorize, denoise
+from configs import colorize as colorize_config
 from configs import denoise as denoise_config
 
 CORRUPTIONS = sorted(denoise.CORRUPTIONS)
@@ -269,3 +270,80 @@ def test_biharmonic_beside_both_kinds_of_model():
   assert set(out) == {'biharmonic', 'biharmonic_detected'}
   # Nothing in this image is black but the cross: the guess is the truth.
   np.testing.assert_allclose(out['biharmonic'], out['biharmonic_detected'])
+
+
+# ---------------------------------------------------------------------------
+# Colorization as a distribution over chroma bins.
+
+
+def _classify_config(**fields):
+  config = colorize_config.get_config('photos,unet,classify,smoke')
+  for k, v in fields.items():
+    config.colorize[k] = v
+  return config
+
+
+def test_soft_bins_are_a_distribution_whose_mean_is_the_chroma():
+  bins, top = 9, 0.4
+  cbcr = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 5, 6, 2)),
+                     jnp.float32)
+  q = colorize.soft_bins(cbcr, bins, top)
+  assert q.shape == (2, 5, 6, bins * bins)
+  assert float(q.min()) >= 0
+  np.testing.assert_allclose(np.asarray(q.sum(-1)), 1.0, atol=1e-5)
+  mean = q @ zoo.chroma_bin_centers(bins, top)
+  np.testing.assert_allclose(np.asarray(mean), np.clip(np.asarray(cbcr), -top, top),
+                             atol=1e-5)
+  assert int(jnp.sum(q > 0, -1).max()) <= 4  # Its four nearest centres.
+
+
+def test_the_classifier_keeps_the_luma_and_gives_logits_in_training():
+  config = _classify_config()
+  config_lib.validate(config, 1)
+  task, model, _ = workdir_lib.build(config)
+  gray = jnp.asarray(np.random.default_rng(0).uniform(0.2, 0.8, (2, 32, 32, 1)),
+                     jnp.float32)
+  variables = model.init(jax.random.key(0), gray)
+  rgb = np.asarray(model.apply(variables, gray))
+  assert rgb.shape == (2, 32, 32, 3)
+  np.testing.assert_allclose(color.luma(rgb), np.asarray(gray), atol=1e-5)
+  out = model.apply(variables, gray, train=True, mutable=list(
+      k for k in variables if k != 'params'))
+  out = out[0] if isinstance(out, tuple) else out
+  assert out.shape == (2, 32, 32, 3 + config.colorize.chroma_bins ** 2)
+  np.testing.assert_allclose(np.asarray(out[..., :3]), rgb, atol=1e-5)
+
+
+def test_the_classification_loss_rewards_the_true_bins_and_rebalances():
+  config = _classify_config(chroma_bins=5, rebalance=1.0)
+  target = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
+  q = colorize.soft_bins(color.chroma(jnp.asarray(target)), 5, 0.4)
+  rgb = jnp.zeros_like(target)
+  def loss(logits):
+    return colorize.classification_loss(
+        jnp.concatenate([rgb, logits], -1), {'target': jnp.asarray(target)}, config)
+  right, flat = loss(jnp.log(q + 1e-6)), loss(jnp.zeros_like(q))
+  assert right['loss'].shape == (2,) and right['mse'].shape == (2,)
+  assert float(right['loss'].mean()) < float(flat['loss'].mean())
+  # Without reweighting it is the plain cross-entropy.
+  np.testing.assert_allclose(flat['loss'], np.log(25.0), rtol=1e-5)
+  # Reweighting: a rare colour's pixels weigh more than a common one's.
+  config.colorize.rebalance = 0.5
+  target = np.full((1, 8, 8, 3), 0.5, np.float32)
+  target[0, 0, 0] = (0.9, 0.1, 0.1)  # One red pixel in gray.
+  ce = -np.sum(np.asarray(colorize.soft_bins(
+      color.chroma(jnp.asarray(target)), 5, 0.4)) * np.log(1 / 25), -1)
+  got = colorize.classification_loss(
+      jnp.concatenate([jnp.zeros_like(target), jnp.zeros((1, 8, 8, 25))], -1),
+      {'target': jnp.asarray(target)}, config)['loss']
+  assert float(got[0]) > 0 and np.allclose(ce, np.log(25))
+  weights = float(got[0]) / np.log(25) * 64  # The summed pixel weights: 64.
+  np.testing.assert_allclose(weights, 64, rtol=1e-4)
+
+
+@pytest.mark.parametrize('field,value', [('chroma_bins', 1), ('chroma_max', 0.7),
+                                         ('rebalance', 0.0), ('temperature', 0)])
+def test_bad_chroma_fields_are_refused_naming_them(field, value):
+  config = _classify_config(**{field: value})
+  with pytest.raises(config_lib.ConfigError, match=f'colorize.{field}'):
+    config_lib.validate(config, 1)

@@ -3,18 +3,28 @@
 On the shapes data set the input is the scene with every shape the same light
 gray, and the model must color circles red and squares blue; elsewhere the
 input is the image's luma.
+
+config.colorize.chroma_bins = 0 (the default) regresses RGB (mean squared
+error); N > 0 predicts a distribution over N x N bins of the chroma plane
+instead (zoo.ChromaClassifier; Zhang, Isola and Efros, ECCV 2016), trained
+with cross-entropy against the true chroma spread over its four nearest
+bins, each pixel weighted against the frequency of its colour in the batch
+(`rebalance`: the share of the uniform distribution in that prior, 1 = no
+reweighting), and decoded as the annealed mean at `temperature`.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import color
+from ae_research import checks, color, zoo
 from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
+# The features the model gives the chroma classifier's 1x1 layer.
+CLASSIFIER_FEATURES = 64
 RED = np.array([1.0, 0.0, 0.0], np.float32)
 BLUE = np.array([0.0, 0.0, 1.0], np.float32)
 
@@ -29,10 +39,89 @@ def shape_color_correct(pred_BxHxWx3: jax.Array, label_BxHxW: jax.Array):
           jnp.sum(is_shape, axis=(1, 2)))
 
 
+FIELDS = {  # config.colorize: default, check.
+    'chroma_bins': (0, checks.non_negative),
+    'chroma_max': (0.4, lambda x: None if isinstance(x, (int, float))
+                   and 0 < x <= 0.5 else 'a number in (0, 0.5]'),
+    'temperature': (0.38, checks.positive_float),
+    'rebalance': (0.5, lambda x: None if isinstance(x, (int, float))
+                  and 0 < x <= 1 else 'a number in (0, 1] (1: no reweighting)'),
+}
+
+
+def soft_bins(cbcr_BxHxWx2: jax.Array, bins: int, chroma_max: float) -> jax.Array:
+  """The chroma as a distribution over the bins x bins grid of
+  `zoo.chroma_bin_centers`: bilinear weights on its four nearest centres
+  (their mean is the chroma, clipped to the grid): [B, H, W, bins**2]."""
+  u = (jnp.clip(cbcr_BxHxWx2, -chroma_max, chroma_max) + chroma_max) / (
+      2 * chroma_max) * (bins - 1)
+  low = jnp.clip(jnp.floor(u), 0, bins - 2)
+  frac = u - low
+  def axis(k):  # [B, H, W, bins]: the weights along Cb (k=0) or Cr (k=1).
+    low_k = low[..., k].astype(jnp.int32)
+    return (jax.nn.one_hot(low_k, bins) * (1 - frac[..., k:k + 1])
+            + jax.nn.one_hot(low_k + 1, bins) * frac[..., k:k + 1])
+  q = axis(0)[..., :, None] * axis(1)[..., None, :]
+  return q.reshape(q.shape[:-2] + (bins * bins,))
+
+
+def classification_loss(pred: jax.Array, batch: dict[str, jax.Array],
+                        config: Any) -> dict[str, jax.Array]:
+  """Per example: the rebalanced cross-entropy of the chroma bins ('loss')
+  and the mean squared error of the decoded RGB (reported)."""
+  c = config.colorize
+  rgb, logits = pred[..., :3], pred[..., 3:]
+  q = soft_bins(color.chroma(batch['target']), c.chroma_bins, c.chroma_max)
+  # Rebalancing: a bin's weight is 1 / ((1 - r) p + r / Q), p the bins'
+  # frequency in this batch, scaled so a pixel weighs 1 on average.
+  p = jax.lax.stop_gradient(jnp.mean(q, axis=(0, 1, 2)))
+  w = 1.0 / ((1 - c.rebalance) * p + c.rebalance / p.shape[0])
+  w = w / jnp.sum(p * w)
+  cross_entropy = -jnp.sum(q * jax.nn.log_softmax(logits, -1), -1)
+  weighted = jnp.sum(q * w.reshape(1, 1, 1, -1), -1) * cross_entropy
+  return {'loss': jnp.mean(weighted, axis=(1, 2)),
+          'mse': metrics_lib.mse(rgb, batch['target'])}
+
+
 class Colorize(base.Task):
   """Gray in (one channel), RGB out; scored beside the gray input."""
 
   name = 'colorize'
+  group = 'colorize'
+
+  def group_defaults(self) -> dict[str, Any]:
+    return {k: d for k, (d, _) in FIELDS.items()}
+
+  def check_config(self, config: Any) -> list[str]:
+    """config.colorize: regression or the chroma bins, and their fields."""
+    found = checks.problems(config, {f'colorize.{k}': check
+                                     for k, (_, check) in FIELDS.items()})
+    if not found and config.colorize.chroma_bins == 1:
+      found.append('config.colorize.chroma_bins=1 is not allowed: use 0 '
+                   '(regression) or at least 2 bins per axis, e.g. 13')
+    return found
+
+  def make_model(self, config: Any, norm_axis_name: Optional[str] = None):
+    """config.model, RGB out; with chroma bins inside a
+    zoo.ChromaClassifier (the model then gives 64 features, not RGB)."""
+    c = config.colorize
+    if not c.chroma_bins:
+      return super().make_model(config, norm_axis_name)
+    model_config = dict(config.model)
+    if 'residual' in model_config:
+      model_config['residual'] = False  # Features, not an image.
+    inner = zoo.from_config(model_config, out_features=CLASSIFIER_FEATURES,
+                            norm_axis_name=norm_axis_name)
+    return zoo.ChromaClassifier(inner=inner, bins=c.chroma_bins,
+                                chroma_max=float(c.chroma_max),
+                                temperature=float(c.temperature))
+
+  def loss(self, pred: Any, batch: dict[str, jax.Array], config: Any) -> Any:
+    """Mean squared error of RGB; with chroma bins the rebalanced
+    cross-entropy (`classification_loss`)."""
+    if config.colorize.chroma_bins:
+      return classification_loss(pred, batch, config)
+    return super().loss(pred, batch, config)
 
   def input_channels(self, config: Any) -> int:
     del config
