@@ -10,12 +10,14 @@ compression model (`ae_research.compression`).
   image = aec.decompress(model, variables, data)
 
 The commands `python -m ae_research.codec compress|decompress` use it. The
-file (format version 3; versions 1 and 2 still decode):
+file (format version 4; versions 1 to 3 still decode):
 
   b'AEC' | version (1 byte) | model id (8 bytes)
   | height, width (varints)
   | channels (1 byte: 1 gray, 2 gray + alpha, 3 RGB, 4 RGB + alpha)
   | number of coded latents (1 byte; version 3): 1, y; or 2, z then y
+  | the rate setting (varint; version 4): a variable-rate model's quality in
+    tenths (0 to 1000; `compression.RateGains`), 0 for a model of one rate
   | per latent: number of escaped values (varint), payload length in 32-bit
     words (varint), the range-coded payload (constriction), the escaped
     values (zigzag varints)
@@ -27,9 +29,15 @@ A latent coded with an entropy bottleneck (y of the factorized prior, z of
 the hyperpriors) is coded channel by channel; y of a hyperprior model
 element by element with the Gaussian table its scale selects, grouped by
 table. Versions 1 and 2 had one latent and no count byte (version 1 no
-alpha), and their tables were computed with numpy's own exp and tanh.
+alpha), and their tables were computed with numpy's own exp and tanh;
+version 3 had no rate setting.
 
-What is guaranteed: a version 3 file decodes to the same integer latents
+The rate setting is an integer, and nothing the range decoder depends on is
+derived from it: a variable-rate model's hyper synthesis predicts the
+entropy parameters of the gained latent itself, so the quality only selects
+the inverse gain the decoded latent is multiplied by before the synthesis.
+
+What is guaranteed: a version 3 or 4 file decodes to the same integer latents
 on every machine with IEEE 754 float64 (any CPU, any accelerator, any
 thread count or XLA flags, whole images or tiles, one image or several),
 because everything the range decoder depends on is computed on the host
@@ -77,8 +85,13 @@ import numpy as np
 from ae_research import color, compression, entropy_models, errors, image_io, tiling
 
 MAGIC = b'AEC'
-VERSION = 3
-READS = (1, 2, 3)  # Versions this decoder reads.
+VERSION = 4
+READS = (1, 2, 3, 4)  # Versions this decoder reads.
+# The rate setting: a quality in these units (tenths).
+QUALITY_STEPS = 10
+MAX_SETTING = int(compression.MAX_QUALITY * QUALITY_STEPS)
+# Encodes the search for a target rate may spend (`Codec.encode_to_bpp`).
+MAX_SEARCH_ENCODES = 8
 MAX_SIDE = 1 << 15
 # The largest image (height x width) the decoder accepts unless told more.
 MAX_PIXELS = 1 << 28
@@ -86,6 +99,11 @@ MAX_ESCAPE = 1 << 20
 # config.compress fields that enter the model id only for the models that
 # use them (ids of the models from before them stay what they were).
 _HYPER_FIELDS = ('hyper_features',)
+# ... and those of the variable-rate models (the fixed-rate ids stay).
+_RATE_FIELDS = ('rate_levels', 'lmbda_range')
+# Fields that choose how a model is used, not which model it is.
+_USE_FIELDS = ('quality', 'eval_qualities')
+_NEW_MODULE_FIELDS = ('rate_levels', 'lmbda_range', 'default_quality')
 
 
 class CodecError(errors.UserError, ValueError):
@@ -143,6 +161,16 @@ class _Reader:
         raise CodecError(f'malformed file: the {what} is not a valid number')
 
 
+def _description(model: Any) -> str:
+  """The model's repr, without the variable-rate fields of a model of one
+  rate (its id is what it was before they existed)."""
+  text = repr(model)
+  if getattr(model, 'rate_levels', 0):
+    return text
+  return '\n'.join(line for line in text.split('\n') if line.strip().split(
+      ' = ')[0] not in _NEW_MODULE_FIELDS)
+
+
 def _hash(description: str, params: Any) -> bytes:
   h = hashlib.sha256()
   h.update(description.encode())
@@ -158,6 +186,13 @@ def model_id(config: Any, params: Any) -> bytes:
   if compress.get('model') not in ('hyperprior', 'mean_scale'):
     for k in _HYPER_FIELDS:
       compress.pop(k, None)
+  if not compress.get('rate_levels'):
+    for k in _RATE_FIELDS:
+      compress.pop(k, None)
+  else:
+    compress.pop('lmbda', None)  # Unused: lmbda_range.
+  for k in _USE_FIELDS:
+    compress.pop(k, None)
   return _hash(json.dumps({'compress': compress, 'model': config.model.to_dict()},
                           sort_keys=True, default=list), params)
 
@@ -169,9 +204,13 @@ def _compiled(model):
   new)."""
   hyper = (jax.jit(lambda v, y: model.apply(v, y, method='hyper_latent'))
            if isinstance(model, compression.ScaleHyperprior) else None)
+  if getattr(model, 'rate_levels', 0):
+    rate = lambda v, x, q: model.apply(v, x, quality=q)
+  else:
+    rate = lambda v, x, q: model.apply(v, x)
   return (jax.jit(lambda v, x: model.apply(v, x, method='latent')), hyper,
           jax.jit(lambda v, y: model.apply(v, y, method='synthesis')),
-          jax.jit(lambda v, x: entropy_models.bits(model.apply(v, x)['likelihoods'])))
+          jax.jit(lambda v, x, q: entropy_models.bits(rate(v, x, q)['likelihoods'])))
 
 
 @functools.lru_cache(maxsize=1)
@@ -179,6 +218,14 @@ def _gaussian_tables():
   table = entropy_models.scale_table_fixed()
   halves, pmfs = entropy_models.gaussian_tables(table)
   return table, _Tables(-halves, [len(p) - 1 for p in pmfs], pmfs)
+
+
+def _groups(table: np.ndarray):
+  """(table, positions in raster order) of each table used, in increasing
+  order of table: one stable sort, not a pass over every value per table."""
+  order = np.argsort(table, kind='stable')
+  used, starts = np.unique(table[order], return_index=True)
+  return zip(used.tolist(), np.split(order, starts[1:]))
 
 
 class _Tables:
@@ -197,8 +244,8 @@ class _Tables:
     values, table = values.ravel().astype(np.int64), table.ravel()
     encoder = constriction.stream.queue.RangeEncoder()
     escapes = []
-    for t in np.unique(table):
-      chosen = values[table == t]
+    for t, where in _groups(table):
+      chosen = values[where]
       index = chosen - self.offsets[t]
       escaped = (index < 0) | (index >= self.sizes[t])
       index[escaped] = self.sizes[t]
@@ -214,8 +261,7 @@ class _Tables:
     used = 0
     try:
       decoder = constriction.stream.queue.RangeDecoder(payload)
-      for t in np.unique(flat):
-        where = np.nonzero(flat == t)[0]
+      for t, where in _groups(flat):
         index = np.asarray(decoder.decode(self.models[t], len(where)), np.int64)
         escaped = index == self.sizes[t]
         n = int(escaped.sum())
@@ -301,12 +347,18 @@ class Codec:
     self.model = model
     self.variables = dict(variables)
     self.params = jax.device_get(self.variables['params'])
-    self.id = model_id or _hash(repr(model), self.params)
+    self.id = model_id or _hash(_description(model), self.params)
     self.hyper = isinstance(model, compression.ScaleHyperprior)
     self.multiple = model.downsampling  # Images are padded to multiples.
     self.latent_multiple = (model.latent_downsampling if self.hyper
                             else model.downsampling)
     self.latent_features = model.latent_features
+    # Variable rate: the gains of every quality, computed here on the host.
+    self.variable_rate = bool(getattr(model, 'rate_levels', 0))
+    if self.variable_rate:
+      gains = self.params['gains']
+      self._log_gain = np.asarray(gains['log_gain'], np.float64)
+      self._log_inverse_gain = np.asarray(gains['log_inverse_gain'], np.float64)
     if self.hyper:
       self.hyper_synthesis = compression.IntegerHyperSynthesis(model, self.params)
       self.scale_table, self.tables_y = _gaussian_tables()
@@ -341,11 +393,40 @@ class Codec:
     x = self._padded(image[..., :3 if image.shape[-1] > 2 else 1])
     return self._run(self._latent, x, self.latent_multiple, 1)
 
-  def latent(self, image: np.ndarray) -> dict[str, np.ndarray]:
+  def setting(self, quality: Optional[float]) -> int:
+    """The rate setting a file stores for `quality` (0 to 100, rounded to
+    tenths; None: the model's default); 0 for a model of one rate, which
+    refuses a quality."""
+    if not self.variable_rate:
+      if quality is not None:
+        raise CodecError('this model codes one rate; a quality is for a '
+                         'variable-rate model (config.compress.rate_levels)')
+      return 0
+    if quality is None:
+      quality = self.model.default_quality
+    top = compression.MAX_QUALITY
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.number)) or not (
+        0 <= quality <= top):
+      raise CodecError(f'quality {quality!r}: use a number from 0 to {top:g}')
+    return int(round(float(quality) * QUALITY_STEPS))
+
+  def gains(self, setting: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, inverse gain) of a rate setting: float32 [latent_features]."""
+    quality = np.array([setting / QUALITY_STEPS])
+    return tuple(compression.interpolate_levels(g, quality, np)[0].astype(np.float32)
+                 for g in (self._log_gain, self._log_inverse_gain))
+
+  def latent(self, image: np.ndarray, setting: int = 0) -> dict[str, np.ndarray]:
     """The integers an image is coded as: {'y'} (int64 hxwxk), and for the
     hyperpriors {'z'} and y's coding tables and means ({'table',
-    'means'})."""
-    y = self.continuous_latent(image)
+    'means'}); a variable-rate model's at its rate `setting`."""
+    return self.latent_of(self.continuous_latent(image), setting)
+
+  def latent_of(self, y: np.ndarray, setting: int = 0) -> dict[str, np.ndarray]:
+    """`latent` from the analysis transform's output (coding one image at
+    several rates runs the analysis once)."""
+    if self.variable_rate:
+      y = y * self.gains(setting)[0]
     if not self.hyper:
       return {'y': np.round(y).astype(np.int64)}
     z = np.asarray(self._hyper_latent(self.variables, jnp.asarray(y[None])))[0]
@@ -389,35 +470,125 @@ class Codec:
     if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
       raise CodecError(f'image of {h}x{w} pixels: sides must be 1 to {MAX_SIDE}')
 
-  def estimated_bits(self, image: np.ndarray) -> float:
-    """The model's own estimate of the coded latents' size, in bits."""
+  def estimated_bits(self, image: np.ndarray, quality: Optional[float] = None) -> float:
+    """The model's own estimate of the coded latents' size, in bits (a
+    variable-rate model's at `quality`; None: its default)."""
     self._check_image(image)
     color = image[..., :3 if image.shape[-1] > 2 else 1]
-    return float(self._bits(self.variables, jnp.asarray(self._padded(color)[None]))[0])
+    q = self.setting(quality) / QUALITY_STEPS
+    return float(self._bits(self.variables, jnp.asarray(self._padded(color)[None]),
+                            jnp.float32(q))[0])
 
   def _legacy_tables(self) -> _Tables:
     if self._legacy is None:
       self._legacy = _flat_tables(self.model, self.params, exact=False)
     return self._legacy
 
-  def encode(self, image: np.ndarray, version: int = VERSION) -> bytes:
-    """The file of an image. `version` 2 writes the previous format (for
-    models without a hyperprior), for tests and old decoders."""
+  def _versions(self) -> tuple[int, ...]:
+    """The format versions this codec writes (older ones for tests and old
+    decoders): a variable-rate model only the newest."""
+    if self.variable_rate:
+      return (VERSION,)
+    return (3, VERSION) if self.hyper else (2, 3, VERSION)
+
+  def encode(self, image: np.ndarray, version: int = VERSION,
+             quality: Optional[float] = None) -> bytes:
+    """The file of an image; a variable-rate model's at `quality` (0 to
+    100; None: its default). `version` 2 or 3 writes an older format, for
+    tests and old decoders."""
     self._check_image(image)
-    if version not in (2, VERSION) or (version == 2 and self.hyper):
-      raise CodecError(f'this codec writes format version {VERSION}'
-                       + ('' if self.hyper else ' or 2'))
+    if version not in self._versions():
+      raise CodecError(f'this codec writes format versions '
+                       f'{", ".join(map(str, self._versions()))}; not {version}')
+    setting = self.setting(quality)
+    color = image[..., :3 if image.shape[-1] > 2 else 1]
+    return self._file(image, self.latent(color, setting), setting, version)
+
+  def encode_to_bpp(self, image: np.ndarray, bpp: float,
+                    max_encodes: int = MAX_SEARCH_ENCODES) -> tuple[bytes, float]:
+    """(file, quality) of a variable-rate model: the highest quality (in
+    tenths) whose file is at most `bpp` bits per pixel, found in at most
+    `max_encodes` encodes (the analysis runs once); the lowest quality if
+    even that is over. Rates rise with the quality; the search interpolates
+    log(bpp) between the qualities that bracket the target."""
+    self._check_image(image)
+    if not self.variable_rate:
+      raise CodecError('a target rate needs a variable-rate model '
+                       '(config.compress.rate_levels); this one codes one rate')
+    if not (isinstance(bpp, (int, float)) and bpp > 0):
+      raise CodecError(f'target rate {bpp!r}: use a number of bits per pixel > 0')
+    h, w = image.shape[:2]
+    y = self.continuous_latent(image[..., :3 if image.shape[-1] > 2 else 1])
+    tried: dict[int, tuple[float, bytes]] = {}
+
+    def at(setting: int) -> float:
+      data = self._file(image, self.latent_of(y, setting), setting, VERSION)
+      tried[setting] = (8 * len(data) / (h * w), data)
+      return tried[setting][0]
+
+    # Rates rise about exponentially with the quality: until the target is
+    # bracketed, step by that prior slope; then find where log(bpp) crosses
+    # the target by the Illinois method (regula falsi that halves the weight
+    # of an end kept twice, so both ends close in).
+    slope = np.log(15.0) / MAX_SETTING
+    guess = self.setting(None)
+    weight = {}  # The residual log(rate / bpp) of each bracket end, as weighed.
+    side = None  # Which end moved last.
+    for _ in range(max_encodes):
+      residual = np.log(at(guess) / bpp)
+      under = [s for s in tried if tried[s][0] <= bpp]
+      over = [s for s in tried if tried[s][0] > bpp]
+      low, high = max(under, default=None), min(over, default=None)
+      if low == MAX_SETTING or high == 0:
+        break  # The target is beyond the model's range.
+      moved = 'low' if residual <= 0 else 'high'
+      weight[guess] = residual
+      if low is None or high is None:
+        known = low if low is not None else high
+        if len(tried) >= 2:  # The slope of the last two tries, if it rises.
+          a, b = list(tried)[-2:]
+          secant = np.log(tried[b][0] / tried[a][0]) / (b - a)
+          slope = secant if secant > 0 else slope
+        # A third past the estimate, to bracket the target in one step.
+        step = -1.3 * np.log(tried[known][0] / bpp) / slope
+        guess = int(np.clip(round(known + step), 0, MAX_SETTING))
+        if guess == known:
+          guess += 1 if low is not None else -1
+        side = moved
+        continue
+      if high - low <= 1:
+        break  # Adjacent settings bracket it: the lower is the answer.
+      kept = high if moved == 'low' else low
+      if side == moved:
+        weight[kept] = weight.get(kept, np.log(tried[kept][0] / bpp)) / 2
+      side = moved
+      f_low = weight.get(low, np.log(tried[low][0] / bpp))
+      f_high = weight.get(high, np.log(tried[high][0] / bpp))
+      t = -f_low / max(f_high - f_low, 1e-12)
+      guess = int(np.clip(round(low + t * (high - low)), low + 1, high - 1))
+    under = [s for s in tried if tried[s][0] <= bpp]
+    best = max(under) if under else min(tried)
+    return tried[best][1], best / QUALITY_STEPS
+
+  def quality_of(self, data: bytes) -> Optional[float]:
+    """The quality a file was coded at (None: a model of one rate)."""
+    f = self.parse(data)
+    return f['setting'] / QUALITY_STEPS if self.variable_rate else None
+
+  def _file(self, image: np.ndarray, symbols: dict, setting: int,
+            version: int) -> bytes:
     h, w, channels = image.shape
-    symbols = self.latent(image)
     if self.hyper:
       sections = [self.tables_z.encode(symbols['z'], _per_channel(symbols['z'].shape)),
                   self.tables_y.encode(symbols['y'], symbols['table'])]
     else:
-      tables = self.tables_y if version == VERSION else self._legacy_tables()
+      tables = self.tables_y if version >= 3 else self._legacy_tables()
       sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape))]
     body = [MAGIC, bytes([version]), self.id, varint(h), varint(w), bytes([channels])]
     if version >= 3:
       body.append(bytes([len(sections)]))
+    if version >= 4:
+      body.append(varint(setting))
     for payload, escapes in sections:
       body += [varint(len(escapes)), varint(len(payload) // 4), payload]
       body += [varint(_zigzag(v)) for v in escapes]
@@ -479,6 +650,14 @@ class Codec:
     if count != expected:
       raise CodecError(f'malformed header: {count} coded latents; this model '
                        f'codes {expected}')
+    setting = r.varint('rate setting') if version >= 4 else 0
+    if self.variable_rate and version < 4:
+      raise CodecError(f'file format version {version} has no rate setting; '
+                       f'this variable-rate model writes version {VERSION}')
+    if setting > (MAX_SETTING if self.variable_rate else 0):
+      raise CodecError(f'malformed header: rate setting {setting}; this model '
+                       + (f'codes 0 to {MAX_SETTING}' if self.variable_rate
+                          else 'codes one rate (0)'))
     sections = [_read_section(r, name)
                 for name in (['z', 'y'] if self.hyper else ['y'])]
     alpha = _read_alpha(r, h, w) if channels in (2, 4) else None
@@ -488,7 +667,8 @@ class Codec:
     # Where each field lies, for tools that edit files (the fuzzer).
     fields = r.fields + [('checksum', len(body), len(data), 'bytes')]
     out = {'version': version, 'height': h, 'width': w, 'channels': channels,
-           'alpha': alpha, 'sections': sections, 'fields': fields}
+           'setting': setting, 'alpha': alpha, 'sections': sections,
+           'fields': fields}
     # The latent's escapes (kept under their former name).
     out['payload'], out['escapes'] = sections[-1]
     return out
@@ -496,7 +676,8 @@ class Codec:
   def decode_latent(self, data: bytes, max_pixels: Optional[int] = None
                     ) -> tuple[dict[str, Any], np.ndarray]:
     """(the parsed file, y_hat as float32 hxwxk): everything before the
-    synthesis network, the part that is the same on every machine. A file
+    synthesis network, the part that is the same on every machine (a
+    variable-rate model's gained latent, before its inverse gain). A file
     stating more than `max_pixels` pixels (None: MAX_PIXELS) is refused."""
     f = self.parse(data, max_pixels)
     lh = -(-f['height'] // self.multiple) * (self.multiple // self.latent_multiple)
@@ -520,6 +701,8 @@ class Codec:
     allocated."""
     f, y_hat = self.decode_latent(data, max_pixels)
     h, w = f['height'], f['width']
+    if self.variable_rate:
+      y_hat = y_hat * self.gains(f['setting'])[1]
     x = self.reconstruct(y_hat)
     image = image_io.to_uint8(x[:h, :w])
     if f['channels'] in (1, 2):

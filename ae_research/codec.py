@@ -8,6 +8,12 @@ trained compression run.
 --pretrained names a compression model shipped with the package
 (`ae_research.pretrained`) instead of a training run.
 
+A variable-rate model (config.compress.rate_levels) codes at any rate:
+--quality=Q (0 to 100; default the model's config.compress.quality), or
+--bpp=B, the highest quality whose file is at most B bits per pixel (found
+in at most 8 encodes). The file records the quality; decompress needs
+neither flag.
+
 The file format and the codec are `ae_research.aec`. A file is never
 overwritten without --overwrite; every problem is one line, with exit status
 1 (2 for a problem with the command line itself).
@@ -61,6 +67,12 @@ _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', aec.MAX_PIXELS, 'decompress: refuse files that state an '
     'image of more pixels than this (height x width), before decoding '
     'anything.')
+_QUALITY = flags.DEFINE_float(
+    'quality', None, 'compress, a variable-rate model: the quality, 0 (the '
+    'fewest bits) to 100.')
+_BPP = flags.DEFINE_float(
+    'bpp', None, 'compress, a variable-rate model: the largest rate, in bits '
+    'per pixel; the highest quality that stays under it is used.')
 _COMMANDS = ('compress', 'decompress')
 
 
@@ -73,6 +85,11 @@ def main(argv: list[str]) -> int:
                     f'output file; got: {" ".join(argv[1:]) or "nothing"}')
   command, input_path, output = argv[1:]
   overwrite = _OVERWRITE.value
+  if _QUALITY.value is not None and _BPP.value is not None:
+    cli.usage_error('give --quality or --bpp, not both')
+  if command == 'decompress' and (_QUALITY.value is not None or _BPP.value is not None):
+    cli.usage_error('--quality and --bpp are for compress: a file records its '
+                    'quality')
   try:
     if not os.path.isfile(input_path):
       raise CodecError(f'{input_path} is not a file')
@@ -81,14 +98,22 @@ def main(argv: list[str]) -> int:
     if command == 'compress':
       image = read_image(input_path)
       codec = _load_codec()
-      data = codec.encode(image)
+      if (_QUALITY.value is not None or _BPP.value is not None) and not codec.variable_rate:
+        raise CodecError('--quality and --bpp need a variable-rate model '
+                         '(config.compress.rate_levels > 0); this one codes '
+                         'one rate, set by its lambda when it was trained')
+      if _BPP.value is not None:
+        data, quality = codec.encode_to_bpp(image, _BPP.value)
+      else:
+        data = codec.encode(image, quality=_QUALITY.value)
       def write(tmp):
         with open(tmp, 'wb') as f:
           f.write(data)
       _write_new(output, write, overwrite)
       h, w = image.shape[:2]
+      at = (f', quality {codec.quality_of(data):g}' if codec.variable_rate else '')
       print(f'{input_path} ({w}x{h}) -> {output}: {len(data)} bytes, '
-            f'{8 * len(data) / (h * w):.4f} bpp')
+            f'{8 * len(data) / (h * w):.4f} bpp{at}')
     else:
       with open(input_path, 'rb') as f:
         data = f.read()

@@ -12,6 +12,16 @@ bits (`entropy_models.bits`), no model sums them itself:
   from which a network predicts the scale of a Gaussian for every element
   of `y` (`entropy_models.GaussianConditional`). With `mean_scale=True`
   (Minnen et al. 2018, without the context model), the mean too.
+- Variable rate (`rate_levels` > 0, the hyperprior models): one model for
+  every rate, the rate chosen when coding by a quality from 0 to 100 (Cui
+  et al., "Asymmetric Gained Deep Image Compression With Continuous Rate
+  Adaptation", CVPR 2021): y is multiplied channel by channel by a gain
+  vector before it is quantized and by an inverse gain vector after, both
+  interpolated exponentially between `rate_levels` learned vectors
+  (`RateGains`); training draws each example's quality, and so its lambda
+  (log-uniform over `lmbda_range`), at random. The hyper synthesis predicts
+  the entropy parameters of the gained latent directly, so what the decoder
+  derives from the quality touches only the synthesis, never the tables.
 - `QuantizedAutoencoder`: the plain bottleneck autoencoder; the latent is
   squashed to [0, 1] and quantized to `bits` bits (straight-through
   rounding); every element's likelihood is 2**-bits.
@@ -24,7 +34,7 @@ in fixed-point integers, so the tables every element of `y` is coded with
 are computed identically on any machine (its docstring says why).
 """
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -34,6 +44,10 @@ import numpy as np
 from ae_research import entropy_models, models
 
 MODELS = ('factorized', 'bottleneck', 'hyperprior', 'mean_scale')
+# The models that can be variable-rate (`rate_levels`).
+VARIABLE_RATE_MODELS = ('hyperprior', 'mean_scale')
+# Qualities run from 0 (lmbda_range's low end) to MAX_QUALITY (its high end).
+MAX_QUALITY = 100.0
 FACTORIZED_UPSAMPLE_KINDS = ('pixel_shuffle', 'transpose')
 
 
@@ -58,6 +72,54 @@ class GDN(nn.Module):
     return (x * norm if self.inverse else x / norm).astype(dtype)
 
 
+
+
+def lmbda_at(quality: Any, lmbda_range: Sequence[float]) -> Any:
+  """The lambda a quality (0 to MAX_QUALITY) stands for: log-uniform over
+  `lmbda_range`, numpy or jax alike."""
+  lo, hi = lmbda_range
+  return lo * (hi / lo) ** (quality / MAX_QUALITY)
+
+
+def interpolate_levels(log_values_LxK: Any, quality_B: Any, xp: Any = jnp) -> Any:
+  """exp of the per-level rows linearly interpolated at each quality's
+  position among the L levels (the levels sit evenly over 0 to
+  MAX_QUALITY): [B, K]; `xp` numpy for the host."""
+  levels = log_values_LxK.shape[0]
+  u = xp.clip(quality_B / MAX_QUALITY, 0.0, 1.0) * (levels - 1)
+  low = xp.clip(xp.floor(u), 0, levels - 2).astype(xp.int32)
+  t = (u - low)[:, None]
+  return xp.exp((1 - t) * log_values_LxK[low] + t * log_values_LxK[low + 1])
+
+
+class RateGains(nn.Module):
+  """Cui et al. 2021's gain and inverse gain units: `levels` learned
+  per-channel gain vectors, kept as logs, the first for lmbda_range's low
+  end and the last for its high end. Initialised to sqrt(lambda /
+  geometric-mean lambda) and its inverse (quantization steps of 1 / gain:
+  the step that minimizes lambda * distortion + rate at high rate scales as
+  lambda^-1/2).
+
+    gain_BxK, inverse_gain_BxK = RateGains(8, 192, (0.0018, 0.1))(quality_B)
+  """
+  levels: int
+  features: int
+  lmbda_range: tuple[float, float]
+
+  def _init(self, sign: float):
+    lo, hi = self.lmbda_range
+    rows = sign * 0.5 * np.log(np.geomspace(lo, hi, self.levels) / np.sqrt(lo * hi))
+    return lambda _, shape: jnp.broadcast_to(
+        jnp.asarray(rows, jnp.float32)[:, None], shape)
+
+  @nn.compact
+  def __call__(self, quality_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    shape = (self.levels, self.features)
+    log_gain = self.param('log_gain', self._init(1.0), shape)
+    log_inverse_gain = self.param('log_inverse_gain', self._init(-1.0), shape)
+    quality_B = quality_B.astype(jnp.float32)
+    return (interpolate_levels(log_gain, quality_B),
+            interpolate_levels(log_inverse_gain, quality_B))
 
 
 class FactorizedPrior(nn.Module):
@@ -151,9 +213,21 @@ class ScaleHyperprior(FactorizedPrior):
   """
   hyper_features: int = 128
   mean_scale: bool = False
+  # Variable rate: the number of learned gain vectors (0: one rate), and the
+  # lambdas of qualities 0 and MAX_QUALITY.
+  rate_levels: int = 0
+  lmbda_range: tuple[float, float] = (0.0018, 0.1)
+  # The quality of an evaluation without one (train=False, no quality).
+  default_quality: float = 50.0
 
   def setup(self):
     self._setup_transforms()
+    if self.rate_levels:
+      if self.rate_levels < 2:
+        raise ValueError(f'ScaleHyperprior rate_levels={self.rate_levels}; 0 '
+                         '(one rate) or at least 2')
+      self.gains = RateGains(self.rate_levels, self.latent_features,
+                             tuple(self.lmbda_range))
     n = self.hyper_features
     self.hyper_analysis_convs = [nn.Conv(n, (3, 3)),
                                  nn.Conv(n, (5, 5), strides=(2, 2)),
@@ -204,18 +278,41 @@ class ScaleHyperprior(FactorizedPrior):
     """The continuous hyper latent z whose rounding is coded."""
     return self.hyper_analysis(y_Bxhxwxk)
 
-  def __call__(self, x_BxHxWx3: jax.Array, train: bool = False) -> dict[str, Any]:
+  def rate_gains(self, quality_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(gain, inverse gain) [B, latent_features] of each quality."""
+    return self.gains(quality_B)
+
+  def __call__(self, x_BxHxWx3: jax.Array, train: bool = False,
+               quality: Optional[jax.Array] = None) -> dict[str, Any]:
+    """{'output', 'likelihoods'}; a variable-rate model adds 'quality' [B]:
+    `quality` (a scalar or [B], 0 to MAX_QUALITY), or in training drawn
+    uniformly per example, else `default_quality`."""
     models.check_divisible(x_BxHxWx3, type(self).__name__, self.features,
                            self.downsampling)
     y = self.analysis(x_BxHxWx3).astype(jnp.float32)
+    out = {}
+    if self.rate_levels:
+      b = x_BxHxWx3.shape[0]
+      if quality is not None:
+        quality = jnp.broadcast_to(jnp.asarray(quality, jnp.float32), (b,))
+      elif train:
+        quality = jax.random.uniform(self.make_rng('noise'), (b,),
+                                     maxval=MAX_QUALITY)
+      else:
+        quality = jnp.full((b,), self.default_quality, jnp.float32)
+      gain, inverse_gain = self.rate_gains(quality)
+      y = y * gain[:, None, None, :]
+      out['quality'] = quality
     z_hat, z_likelihoods = self.densities(self.hyper_analysis(y), train)
     scales, means = self.entropy_parameters(z_hat)
     y_hat, y_likelihoods = self.gaussian(y, scales, means, train)
+    if self.rate_levels:
+      y_hat = y_hat * inverse_gain[:, None, None, :]
     x_hat = self.synthesis(y_hat.astype(x_BxHxWx3.dtype))
     if not train:
       x_hat = jnp.clip(x_hat, 0.0, 1.0)
     return {'output': x_hat,
-            'likelihoods': {'y': y_likelihoods, 'z': z_likelihoods}}
+            'likelihoods': {'y': y_likelihoods, 'z': z_likelihoods}, **out}
 
 
 class QuantizedAutoencoder(nn.Module):
@@ -285,7 +382,10 @@ def from_config(config: Any) -> nn.Module:
                            latent_features=config.model.latent_features,
                            upsample=config.model.upsample,
                            hyper_features=c.hyper_features,
-                           mean_scale=c.model == 'mean_scale')
+                           mean_scale=c.model == 'mean_scale',
+                           rate_levels=c.rate_levels,
+                           lmbda_range=tuple(c.lmbda_range),
+                           default_quality=float(c.quality))
   if c.model == 'bottleneck':
     return QuantizedAutoencoder(
         features=features, latent_features=config.model.latent_features,

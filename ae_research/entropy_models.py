@@ -338,10 +338,9 @@ def scale_indexes(scales_fixed: np.ndarray, table: np.ndarray) -> np.ndarray:
   its scale (both integers, scale * 2**SCALE_FRACTION_BITS), the last for
   larger ones. Integer comparisons: the same everywhere."""
   scales_fixed = np.asarray(scales_fixed, np.int64)
-  index = np.zeros(scales_fixed.shape, np.int64)
-  for threshold in table[:-1]:
-    index += scales_fixed > threshold
-  return index
+  thresholds = np.asarray(table[:-1], np.int64)  # Ascending.
+  # How many thresholds lie below each scale: one binary search apiece.
+  return np.searchsorted(thresholds, scales_fixed, side='left').astype(np.int64)
 
 
 def gaussian_tables(table: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -12,6 +12,8 @@ rate in `lambda * 255^2 * MSE + bpp`. The default is the factorized prior
   mean_scale   Minnen et al. 2018's mean-scale hyperprior (no context model)
   n128, n192   the published sizes (N=128, M=192; N=192, M=320: four
                levels, 256x256 patches), with any of the three models
+  variable     one mean-scale model for every rate (gain vectors, Cui et
+               al. 2021): qualities 0 to 100 span lambdas 0.0018 to 0.1
   bottleneck   the plain autoencoder with a latent of config.compress.bits
                bits, no entropy model
   smoke        seconds
@@ -35,6 +37,13 @@ def _entropy_model(kind):
     config.compress.model = kind
     config.compress.hyper_features = 64
   return apply
+
+
+def _variable(config):
+  if config.compress.model not in ('hyperprior', 'mean_scale'):
+    _entropy_model('mean_scale')(config)
+  config.compress.rate_levels = 8
+  config.compress.lmbda_range = (0.0018, 0.1)
 
 
 def _published(n, m):
@@ -70,6 +79,7 @@ def get_config(variant: str = ''):
       'bottleneck': _bottleneck,
       'hyperprior': _entropy_model('hyperprior'),
       'mean_scale': _entropy_model('mean_scale'),
+      'variable': _variable,
       'n128': _published(128, 192), 'n192': _published(192, 320),
   })
   if 'smoke' in variant.split(','):

@@ -36,8 +36,8 @@ def _config(variant='smoke', **compress):
 
 
 @functools.lru_cache(maxsize=None)
-def _params(seed, items):
-  model = compression.from_config(_config('smoke', **dict(items)))
+def _params(seed, items, variant='smoke'):
+  model = compression.from_config(_config(variant, **dict(items)))
   # Jitted: one compilation, not one per operation.
   variables = jax.jit(model.init)({'params': jax.random.key(seed), 'noise': jax.random.key(1)},
                                   jnp.zeros((1, 32, 32, 3)))
@@ -321,13 +321,18 @@ import numpy as np
 sys.path.insert(0, 'tests')
 import test_codec
 from ae_research import aec, tiling
-params_path, out, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+kind, params_path, out, paths = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 with open(params_path, 'rb') as f:
   params = pickle.load(f)
-codec = aec.Codec.from_config(test_codec._config(model='mean_scale'), params)
+if kind == 'variable':  # One model for every rate, at a quality between levels.
+  codec = aec.Codec.from_config(test_codec._config('variable,smoke'), params)
+  quality = 61.3
+else:
+  codec = aec.Codec.from_config(test_codec._config(model='mean_scale'), params)
+  quality = None
 if out != '-':
   with open(out, 'wb') as f:
-    f.write(codec.encode(test_codec._image(45, 60, seed=7)))
+    f.write(codec.encode(test_codec._image(45, 60, seed=7), quality=quality))
 for path in paths:
   with open(path, 'rb') as f:
     data = f.read()
@@ -357,17 +362,20 @@ def _child(configuration, *args):
 
 
 @pytest.mark.slow
-def test_files_decode_to_the_same_latent_under_other_configurations(tmp_path, hyper_codec):
+@pytest.mark.parametrize('kind', ['mean_scale', 'variable'])
+def test_files_decode_to_the_same_latent_under_other_configurations(tmp_path, hyper_codec,
+                                                                    kind):
   """Encoded under one XLA/BLAS configuration, decoded under another, whole
   and in tiles: the same y_hat bit for bit, and the same image up to the
-  synthesis network's rounding."""
+  synthesis network's rounding (a fixed-rate and a variable-rate model)."""
+  source = _params(0, (), 'variable,smoke') if kind == 'variable' else hyper_codec.params
   params = str(tmp_path / 'params.pickle')
   with open(params, 'wb') as f:
-    pickle.dump(jax.tree.map(np.asarray, hyper_codec.params), f)
+    pickle.dump(jax.tree.map(np.asarray, source), f)
   one, pool = (str(tmp_path / f'{i}.aec') for i in range(2))
-  _child('one thread', params, one)
-  rows = _child('thread pool, 4 devices', params, pool, one, pool)
-  rows += _child('one thread', params, '-', one, pool)
+  _child('one thread', kind, params, one)
+  rows = _child('thread pool, 4 devices', kind, params, pool, one, pool)
+  rows += _child('one thread', kind, params, '-', one, pool)
   assert len(rows) == 8  # 2 files x 2 configurations x whole and tiles.
   for name in ('0.aec', '1.aec'):
     mine = [r for r in rows if r[0] == name]

@@ -89,15 +89,29 @@ def point(num_bytes: int, decoded: np.ndarray, original: np.ndarray) -> dict[str
   return {'bpp': 8.0 * num_bytes / (h * w), **quality(decoded, original)}
 
 
-def code_image(codec, image: np.ndarray):
+def code_image(codec, image: np.ndarray, quality: Optional[float] = None):
   """(point with the model's estimated bpp, decoded image, file bytes) of one
-  uint8 image through a learned codec (`aec.Codec`)."""
-  data = codec.encode(image)
+  uint8 image through a learned codec (`aec.Codec`); a variable-rate
+  codec's at `quality` (None: its default), which the point records."""
+  data = codec.encode(image, quality=quality)
   decoded = codec.decode(data)
   h, w = image.shape[:2]
   row = point(len(data), decoded, image)
-  row['bpp_estimated'] = codec.estimated_bits(image) / (h * w)
+  row['bpp_estimated'] = codec.estimated_bits(image, quality) / (h * w)
+  if codec.variable_rate:
+    row['quality'] = codec.quality_of(data)
   return row, decoded, data
+
+
+def code_curve(codec, image: np.ndarray, qualities: Sequence[float]) -> list[dict]:
+  """A variable-rate codec's points of one image, one per quality."""
+  return [code_image(codec, image, q)[0] for q in qualities]
+
+
+def mean_points(per_image: Sequence[Sequence[dict]]) -> list[dict]:
+  """The mean curve of several images' curves (point i of each)."""
+  return [{k: float(np.mean([c[i][k] for c in per_image])) for k in per_image[0][i]}
+          for i in range(len(per_image[0]))]
 
 
 def closest_classical(image: np.ndarray, codec_name: str, bpp: float):

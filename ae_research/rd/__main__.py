@@ -3,8 +3,9 @@ r"""The RD report: trained compression runs beside JPEG and WebP.
   python -m ae_research.rd --workdirs=runs/rd/lambda_0.003,runs/rd/lambda_0.01 \
       --output=runs/rd/report [--dataset=folder:PATH] [--published=kodak]
 
-codes every image of the data set with each run's codec (one point per run)
-and writes results.json, results.md (every point and the BD-rates) and
+codes every image of the data set with each run's codec (one point per run;
+a variable-rate run, or a shipped codec named by --pretrained, gives a whole
+curve, one point per --qualities) and writes results.json, results.md (every point and the BD-rates) and
 rd_psnr.png, rd_ms_ssim.png with every curve. Every learned curve gets its
 BD-rates against JPEG, WebP, the other learned curves and, with --published,
 the published curves of that test set (drawn dashed).
@@ -16,7 +17,8 @@ import sys
 from absl import flags
 import numpy as np
 
-from ae_research import cli, datasets, errors, rd, summaries
+from ae_research import cli, datasets, errors, pretrained, rd, summaries, tasks
+from ae_research import tiling
 from ae_research import workdir as workdir_lib
 
 
@@ -33,7 +35,14 @@ def _images(source, max_images: int) -> list[tuple[str, np.ndarray]]:
 
 
 _WORKDIRS = flags.DEFINE_list(
-    'workdirs', None, 'Comma-separated compression runs (one point each).')
+    'workdirs', [], 'Comma-separated compression runs (one point each, a '
+    'curve for a variable-rate run).')
+_PRETRAINED = flags.DEFINE_list(
+    'pretrained', [], 'Comma-separated compression models shipped with the '
+    'package (python -m ae_research.pretrained lists them).')
+_QUALITIES = flags.DEFINE_list(
+    'qualities', [], 'The qualities a variable-rate codec is scored at '
+    "(default: its config.compress.eval_qualities).")
 _OUTPUT = cli.define_output('Folder for the report.')
 _DATASET = flags.DEFINE_string(
     'dataset', '', "'' (the runs' test split), or folder:PATH, tfds:NAME.")
@@ -48,19 +57,33 @@ _OVERWRITE = cli.define_overwrite('Replace a report that exists.')
 
 def main(argv: list[str]) -> int:
   """The command (absl has parsed the flags; it takes no other input)."""
-  cli.require(_WORKDIRS, _OUTPUT)
+  cli.require(_OUTPUT)
   if len(argv) > 1:
     cli.usage_error(f'unexpected arguments {argv[1:]}: the runs are '
-                    '--workdirs=A,B,...')
+                    '--workdirs=A,B,... (or --pretrained=NAME,...)')
   workdirs, output = [w for w in _WORKDIRS.value if w], _OUTPUT.value
-  if not workdirs:
-    cli.usage_error('--workdirs names no run')
+  names = [n for n in _PRETRAINED.value if n]
+  if not workdirs and not names:
+    cli.usage_error('--workdirs and --pretrained name no run')
+  try:
+    qualities = [float(q) for q in _QUALITIES.value]
+  except ValueError:
+    cli.usage_error(f'--qualities={",".join(_QUALITIES.value)}: numbers from 0 '
+                    'to 100, e.g. 0,25,50,75,100')
   report = os.path.join(output, 'results.json')
   try:
     if os.path.exists(report) and not _OVERWRITE.value:
       raise errors.UserError(f'{report} exists; pass --overwrite or another '
                              '--output')
     codecs = [workdir_lib.load_codec(w) for w in workdirs]
+    for n in names:
+      workdir_lib.require_codec(pretrained.get_config(n), f'--pretrained={n}')
+      config, state = pretrained.load_state(n)
+      codecs.append(tasks.get(config.task).codec(config, state, tiling.Tiling()))
+    runs = workdirs + [f'pretrained:{n}' for n in names]
+    for c in codecs:  # A bad quality is refused before anything is coded.
+      for q in qualities if c.variable_rate else ():
+        c.setting(q)
     config = codecs[0].config
     name = _DATASET.value or config.get('eval_dataset') or config.dataset
     source = datasets.get_source(config, 'test', name)
@@ -70,7 +93,22 @@ def main(argv: list[str]) -> int:
   images = _images(source, _MAX_IMAGES.value)
   learned: dict[str, list] = {}
   per_run = {}
-  for w, c in zip(workdirs, codecs):
+  for w, c in zip(runs, codecs):
+    show = lambda p, at='': print(
+        f'{w}{at}: bpp {p["bpp"]:.4f} (estimated {p["bpp_estimated"]:.4f}), '
+        f'PSNR {p["psnr"]:.2f}, MS-SSIM {p["ms_ssim"]:.4f}', flush=True)
+    if c.variable_rate:  # One model, a whole curve.
+      at = qualities or list(c.config.compress.eval_qualities)
+      per_image = [rd.code_curve(c, img, at) for _, img in images]
+      curve = rd.mean_points(per_image)
+      label = f'{os.path.basename(os.path.normpath(w))} (one model, every rate)'
+      learned[label] = curve
+      per_run[w] = {'curve': curve, 'images': dict(zip([n for n, _ in images], per_image)),
+                    'lmbda_range': list(c.config.compress.lmbda_range),
+                    'model': c.config.compress.model}
+      for p in curve:
+        show(p, f' quality {p["quality"]:g}')
+      continue
     rows = [rd.code_image(c, img)[0] for _, img in images]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     mean['setting'] = os.path.basename(os.path.normpath(w))
@@ -78,8 +116,7 @@ def main(argv: list[str]) -> int:
     learned.setdefault(label, []).append(mean)
     per_run[w] = {'mean': mean, 'images': dict(zip([n for n, _ in images], rows)),
                   'lambda': c.config.compress.lmbda, 'model': c.config.compress.model}
-    print(f'{w}: bpp {mean["bpp"]:.4f} (estimated {mean["bpp_estimated"]:.4f}), '
-          f'PSNR {mean["psnr"]:.2f}, MS-SSIM {mean["ms_ssim"]:.4f}', flush=True)
+    show(mean)
   classical = rd.classical_curves(images)
   published = rd.PUBLISHED.get(_PUBLISHED.value, {})
   anchors = {k: v['mean'] for k, v in classical.items()}

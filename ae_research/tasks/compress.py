@@ -20,6 +20,17 @@ from ae_research import metrics as metrics_lib
 from ae_research.tasks import base
 
 
+def _quality(q) -> str | None:
+  top = compression.MAX_QUALITY
+  return None if isinstance(q, (int, float)) and not isinstance(q, bool) and (
+      0 <= q <= top) else f'a number from 0 to {top:g}'
+
+
+def variable_rate(config: Any) -> bool:
+  """Whether the config's model covers every rate (config.compress.rate_levels)."""
+  return bool(config.compress.rate_levels)
+
+
 class Compress(base.Task):
   """An image to a real file and back; scored by the file's rate."""
 
@@ -30,7 +41,13 @@ class Compress(base.Task):
   def group_defaults(self) -> dict[str, Any]:
     # lmbda weighs distortion against rate: lmbda * 255^2 * MSE + bpp;
     # hyper_features: the hyperprior models' hyper latent channels (N).
-    return dict(model='factorized', lmbda=0.01, bits=4, hyper_features=128)
+    # Variable rate (rate_levels > 0; compression.RateGains): qualities 0 to
+    # 100 stand for lambdas log-uniform over lmbda_range (lmbda unused);
+    # quality is the one coded by default, eval_qualities those the
+    # whole-image evaluation draws the curve with.
+    return dict(model='factorized', lmbda=0.01, bits=4, hyper_features=128,
+                rate_levels=0, lmbda_range=(0.0018, 0.1), quality=50.0,
+                eval_qualities=(0.0, 25.0, 50.0, 75.0, 100.0))
 
   def check_config(self, config: Any) -> list[str]:
     """config.compress, and the evaluation compression needs."""
@@ -39,7 +56,24 @@ class Compress(base.Task):
         'compress.lmbda': checks.positive_float,
         'compress.bits': checks.one_of(tuple(range(1, 17))),
         'compress.hyper_features': checks.positive,
+        'compress.rate_levels': checks.non_negative,
+        'compress.quality': _quality,
+        'compress.eval_qualities': lambda v: None if isinstance(
+            v, (tuple, list)) and v and all(_quality(q) is None for q in v)
+        else f'a non-empty tuple of qualities, each {_quality(-1)}',
+        'compress.lmbda_range': lambda v: None if isinstance(v, (tuple, list))
+        and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+        and 0 < v[0] < v[1] else 'two lambdas (low, high), 0 < low < high',
     })
+    levels = config.compress.rate_levels
+    if not found and levels:
+      if levels == 1:
+        found.append('config.compress.rate_levels=1 is not allowed: use 0 (one '
+                     'rate) or at least 2 gain vectors, e.g. 8')
+      if config.compress.model not in compression.VARIABLE_RATE_MODELS:
+        found.append(f'config.compress.rate_levels={levels}: variable rate is for '
+                     f'the models {list(compression.VARIABLE_RATE_MODELS)}, not '
+                     f'config.compress.model={config.compress.model!r}; use 0')
     if config.model.arch != 'autoencoder':
       found.append(f'config.model.arch={config.model.arch!r}: the compression '
                    "models are built from the autoencoder's fields; use "
@@ -81,11 +115,15 @@ class Compress(base.Task):
     return {'input': image, 'target': image}
 
   def loss(self, pred: Any, batch: dict[str, jax.Array], config: Any) -> Any:
-    """Per example: lambda * 255^2 * MSE + bpp, with both terms reported."""
+    """Per example: lambda * 255^2 * MSE + bpp, with both terms reported;
+    a variable-rate model's lambda is that of the example's quality."""
     mse = metrics_lib.mse(pred['output'], batch['target'])
     num_pixels = batch['target'].shape[1] * batch['target'].shape[2]
     bpp = entropy_models.bits(pred['likelihoods']) / num_pixels
-    return {'loss': config.compress.lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
+    lmbda = config.compress.lmbda
+    if 'quality' in pred:
+      lmbda = compression.lmbda_at(pred['quality'], config.compress.lmbda_range)
+    return {'loss': lmbda * 255.0 ** 2 * mse + bpp, 'bpp': bpp,
             'psnr': -10.0 * jnp.log10(mse)}
 
   def metrics(self, pred: Any, batch: dict[str, jax.Array], config: Any):
@@ -169,6 +207,8 @@ def evaluate_codec(state: Any, source: Any, config: Any,
   codec = aec.Codec.from_config(config, state.params, state.model_state)
   n = len(source) if max_images is None else min(max_images, len(source))
   rows, images, decoded_images = [], [], []
+  # A variable-rate model: its whole curve too, one point per quality.
+  qualities = tuple(config.compress.eval_qualities) if variable_rate(config) else ()
   for i in range(n):
     example = source[i]
     name = example.get('name', i)
@@ -182,6 +222,8 @@ def evaluate_codec(state: Any, source: Any, config: Any,
     row, decoded, data = rd.code_image(codec, image)
     rows.append({'name': name, 'height': image.shape[0], 'width': image.shape[1],
                  'model': row})
+    if qualities:
+      rows[-1]['model_curve'] = rd.code_curve(codec, image, qualities)
     images.append((name, image))
     decoded_images.append(decoded)
     if out_dir:
@@ -191,8 +233,21 @@ def evaluate_codec(state: Any, source: Any, config: Any,
   mean = {'model': {k: float(np.mean([r['model'][k] for r in rows]))
                     for k in rows[0]['model']}}
   results = {'mean': mean, 'images': rows, 'columns': ['original', 'model']}
+  if qualities:
+    results['model_curve'] = rd.mean_points([r['model_curve'] for r in rows])
+    for p in results['model_curve']:  # Each quality's point, in the history.
+      for k in ('bpp', 'psnr'):
+        mean['model'][f'{k}_q{p["quality"]:g}'] = p[k]
   if classical:
     curves = rd.classical_curves(images)
+    if qualities:  # The one model's curve against each classical codec's.
+      results['bd_rate'] = {
+          codec_name: {m: rd.bd_rate(results['model_curve'], curve['mean'], m)
+                       for m in rd.METRICS}
+          for codec_name, curve in curves.items()}
+      for codec_name, bd in results['bd_rate'].items():  # As a score too.
+        mean['model'][f'bd_rate_{codec_name}'] = (
+            float('nan') if bd['psnr'] is None else bd['psnr'])
     for codec_name, curve in curves.items():
       at_rate = {m: rd.interpolate(curve['mean'], mean['model']['bpp'], m)
                  for m in rd.METRICS}
@@ -220,8 +275,14 @@ def _write_report(results: dict, images: list, decoded_images: list,
                   out_dir: str, config: Any) -> None:
   rows = results['images']
   classical_names = list(results.get('curves', {}))
-  lines = [f'# Codec evaluation: {len(rows)} images, lambda '
-           f'{config.compress.lmbda}, model {config.compress.model}\n',
+  if variable_rate(config):
+    setting = (f'quality {config.compress.quality:g} (lambda '
+               f'{compression.lmbda_at(config.compress.quality, config.compress.lmbda_range):.4g})'
+               f' of a variable-rate model')
+  else:
+    setting = f'lambda {config.compress.lmbda}'
+  lines = [f'# Codec evaluation: {len(rows)} images, {setting}, model '
+           f'{config.compress.model}\n',
            '| image | size | bpp (file) | bpp (estimated) | PSNR (dB) | MS-SSIM |' +
            ''.join(f' {c.upper()} PSNR at this rate |' for c in classical_names),
            '|---|---|---|---|---|---|' + '---|' * len(classical_names)]
@@ -244,10 +305,20 @@ def _write_report(results: dict, images: list, decoded_images: list,
       v = results['mean'][codec_name]
       lines.append(f'{codec_name.upper()} at the same rate: PSNR {v["psnr"]:.2f} dB, '
                    f'MS-SSIM {v["ms_ssim"]:.4f}.')
-    lines.append('\n' + rd.curve_table(
-        {'model': [m], **results['curves']}))
+    learned = {'model': results.get('model_curve', [m])}
+    if 'bd_rate' in results:
+      fmt_bd = lambda v: 'n/a' if v is None else f'{v:+.1f}%'
+      lines.append('\nThe model\'s curve (qualities '
+                   f'{", ".join(f"{q:g}" for q in config.compress.eval_qualities)})'
+                   ' against each classical codec, BD-rate (negative: fewer bits):')
+      for codec_name, bd in results['bd_rate'].items():
+        lines.append(f'- {codec_name.upper()}: PSNR {fmt_bd(bd["psnr"])}, '
+                     f'MS-SSIM {fmt_bd(bd["ms_ssim"])}')
+    lines.append('\n' + rd.curve_table({**learned, **results['curves']}))
+    label = ('model (one model, every quality)' if 'model_curve' in results
+             else f'model (lambda {config.compress.lmbda})')
     for metric in rd.METRICS:
-      rd.plot({f'model (lambda {config.compress.lmbda})': [m], **results['curves']},
+      rd.plot({label: learned['model'], **results['curves']},
               os.path.join(out_dir, f'rd_{metric}.png'), metric)
     for r, (name, image), decoded in zip(rows, images, decoded_images):
       columns = [image, decoded] + [_closest(image, r[c], c, r['model']['bpp'])

@@ -1,0 +1,271 @@
+r"""Which variable-rate codec, at which budget: Kodak quality against minutes.
+
+  python -m experiments.codec_budget train --only=small      # one, resumable
+  python -m experiments.codec_budget train                   # every architecture
+  python -m experiments.codec_budget report --out=docs       # the plot and table
+  python -m experiments.codec_budget train --budget=smoke --runs=/tmp/b   # seconds
+
+Each architecture is one variable-rate mean-scale model
+(`configs/compress.py:variable`, qualities 0-100 over lambdas 0.0018-0.1)
+trained on T91 + CBSD432 (../shared/trainsets, by path) for about two
+hours of 2 CPU cores (the steps measured for each), evaluated during
+training on kodim01-06 at five qualities: the training loop records each
+quality's PSNR and bpp against minutes (`eval_history.jsonl`). `report`
+turns the histories into PSNR at three qualities and the BD-rate against
+Pillow's JPEG on the same six images, both against minutes of training
+(`codec_budget.png`, `codec_budget.md`), so the default is chosen from where
+the curves are after two hours, not from the first minutes.
+
+`per_lambda` trains the equal-compute comparison: three fixed-rate models of
+the same architecture at the lambdas of qualities 0, 50 and 100, each for a
+third of the variable-rate model's steps; `report` gives the BD-rate of the
+one model against the three on the same images.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+from absl import app, flags
+from matplotlib.figure import Figure
+import numpy as np
+
+from ae_research import compression, datasets, errors, rd, summaries, train
+from configs import compress as compress_config
+
+TRAIN = '{shared}/trainsets'
+TEST = '{shared}/testsets'
+QUALITIES = (0.0, 25.0, 50.0, 75.0, 100.0)
+SHOWN = (0.0, 50.0, 100.0)  # The qualities plotted against minutes.
+EVAL_IMAGES = 6  # kodim01-06 during training; rd scores all 24 after.
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  name: str
+  summary: str
+  variant: str  # configs/compress.py variants.
+  overrides: tuple[str, ...]
+  steps: int  # About two hours on 2 CPU cores.
+  evals: int = 8
+
+
+# Steps: about two hours of 2 CPU cores each, from the rates measured at
+# the start of each run (patches of 128 for all three, so a step sees the
+# same pixels).
+ARCHS = (
+    Arch('small', 'three levels of 64 channels, M=64, N=64 (the default)',
+         'variable', (), steps=18000),
+    Arch('mid', 'four levels of 96 channels, M=128, N=96',
+         'variable', ('--config.model.features=(96,96,96,96)',
+                      '--config.model.latent_features=128',
+                      '--config.compress.hyper_features=96'), steps=7000),
+    Arch('published', 'the published low-rate size: four levels of 128, '
+         'M=192, N=128', 'variable,n128', ('--config.patch_size=128',),
+         steps=4500),
+)
+BY_NAME = {a.name: a for a in ARCHS}
+
+_ONLY = flags.DEFINE_list('only', [], 'Architectures (default: all): '
+                          + ', '.join(BY_NAME))
+_RUNS = flags.DEFINE_string('runs', 'runs/codec_budget', 'Where the workdirs go.')
+_SHARED = flags.DEFINE_string('shared', '../shared', 'The standard data.')
+_BUDGET = flags.DEFINE_enum('budget', 'cpu', ('cpu', 'smoke'),
+                            'Steps: about two hours each, or a few (smoke).')
+_OUT = flags.DEFINE_string('out', 'docs', 'report: the folder of the plot and '
+                           'the table.')
+
+
+def archs(only: Sequence[str]) -> list[Arch]:
+  unknown = [n for n in only if n not in BY_NAME]
+  if unknown:
+    raise errors.UserError(f'--only: no architecture {unknown}; they are '
+                           f'{list(BY_NAME)}')
+  return [BY_NAME[n] for n in only] if only else list(ARCHS)
+
+
+def _data(shared: str, smoke: bool) -> list[str]:
+  if smoke:  # The embedded photos: no ../shared needed.
+    return ['--config.dataset=photos', '--config.eval_dataset=photos']
+  return [f'--config.dataset=folder:{TRAIN.format(shared=shared)}/T91,'
+          f'{TRAIN.format(shared=shared)}/CBSD432',
+          f'--config.eval_dataset=folder:{TEST.format(shared=shared)}/Kodak24',
+          f'--config.num_eval_examples={EVAL_IMAGES}']
+
+
+def train_args(arch: Arch, workdir: str, shared: str, smoke: bool = False,
+               lmbda: Optional[float] = None, fraction: float = 1.0) -> list[str]:
+  """python -m ae_research.main's arguments for one run: the variable-rate
+  model, or (`lmbda`) a fixed-rate one of the same architecture trained for
+  `fraction` of its steps."""
+  variant = arch.variant + (',smoke' if smoke else '')
+  steps = 12 if smoke else int(arch.steps * fraction)
+  every = max(1, steps // (1 if smoke else arch.evals))
+  args = [f'--config=configs/compress.py:{variant}', f'--workdir={workdir}',
+          *arch.overrides, *_data(shared, smoke),
+          f'--config.num_train_steps={steps}',
+          f'--config.eval_every_steps={every}',
+          f'--config.checkpoint_every_steps={max(1, every // 2)}',
+          f'--config.compress.eval_qualities={tuple(QUALITIES)}']
+  if lmbda is not None:  # The same model at one rate.
+    args += ['--config.compress.rate_levels=0', f'--config.compress.lmbda={lmbda}']
+  return args
+
+
+def per_lambda_runs(arch: Arch) -> list[tuple[str, float]]:
+  """(run name, lambda) of the equal-compute fixed-rate models."""
+  lo_hi = compress_config.get_config(arch.variant).compress.lmbda_range
+  return [(f'{arch.name}_lambda_{compression.lmbda_at(q, lo_hi):.4g}',
+           float(compression.lmbda_at(q, lo_hi))) for q in SHOWN]
+
+
+def _run(args: list[str]) -> None:
+  command = [sys.executable, '-m', 'ae_research.main', *args]
+  print('$ ' + ' '.join(['python', *command[1:]]), flush=True)
+  if subprocess.run(command).returncode:
+    raise errors.UserError(f'training failed: {" ".join(command[1:])}')
+
+
+def cmd_train(chosen: list[Arch], per_lambda: bool) -> None:
+  smoke = _BUDGET.value == 'smoke'
+  for arch in chosen:
+    if per_lambda:
+      for name, lmbda in per_lambda_runs(arch):
+        _run(train_args(arch, os.path.join(_RUNS.value, name), _SHARED.value,
+                        smoke, lmbda=lmbda, fraction=1 / len(SHOWN)))
+    else:
+      _run(train_args(arch, os.path.join(_RUNS.value, arch.name), _SHARED.value,
+                      smoke))
+
+
+# ---------------------------------------------------------------------------
+# The report.
+
+
+def history_curves(history: list[dict]) -> list[tuple[float, list[dict]]]:
+  """(minutes, the curve {'bpp', 'psnr', 'quality'} per quality) of each
+  evaluation a variable-rate run recorded."""
+  out = []
+  for row in history:
+    points = [{'quality': q, 'bpp': row[f'bpp_q{q:g}'], 'psnr': row[f'psnr_q{q:g}']}
+              for q in QUALITIES if f'psnr_q{q:g}' in row]
+    if points:
+      out.append((row['train_minutes'], points))
+  return out
+
+
+def jpeg_curve(shared: str, smoke: bool) -> list[dict]:
+  """Pillow's JPEG on the images the runs were evaluated on, mean curve."""
+  config = compress_config.get_config('smoke')
+  name = 'photos' if smoke else f'folder:{TEST.format(shared=shared)}/Kodak24'
+  source = datasets.get_source(config, 'test', name)
+  n = len(source) if smoke else min(EVAL_IMAGES, len(source))
+  images = [(str(i), np.asarray(source[i]['image'], np.uint8)) for i in range(n)]
+  return rd.classical_curves(images, {'jpeg': rd.QUALITIES['jpeg']})['jpeg']['mean']
+
+
+def cmd_report(chosen: list[Arch]) -> str:
+  smoke = _BUDGET.value == 'smoke'
+  jpeg = jpeg_curve(_SHARED.value, smoke)
+  found = {}
+  for arch in chosen:
+    workdir = os.path.join(_RUNS.value, arch.name)
+    history = history_curves(train.read_history(workdir))
+    if not history:
+      raise errors.UserError(f'{workdir} has no evaluations of a variable-rate '
+                             'run yet: train it first (experiments.codec_budget '
+                             f'train --only={arch.name})')
+    found[arch.name] = history
+  fig = Figure(figsize=(12, 4.2))
+  axes = fig.subplots(1, len(SHOWN) + 1)
+  lines = ['| architecture | minutes | ' + ' | '.join(
+      f'quality {q:g}: bpp / PSNR' for q in SHOWN) + ' | BD-rate vs JPEG |',
+           '|---|---|' + '---|' * (len(SHOWN) + 1)]
+  for i, (name, history) in enumerate(found.items()):
+    minutes = [m for m, _ in history]
+    for ax, q in zip(axes, SHOWN):
+      ax.plot(minutes, [next(p['psnr'] for p in c if p['quality'] == q)
+                        for _, c in history], 'o-', markersize=3, label=name)
+    bd = [rd.bd_rate(c, jpeg) for _, c in history]
+    axes[-1].plot(minutes, [np.nan if b is None else b for b in bd], 'o-',
+                  markersize=3, label=name)
+    last_minutes, last = history[-1]
+    cells = [f'{p["bpp"]:.3f} / {p["psnr"]:.2f}' for q in SHOWN
+             for p in last if p['quality'] == q]
+    fmt = 'n/a' if bd[-1] is None else f'{bd[-1]:+.1f}%'
+    lines.append(f'| {name}: {BY_NAME[name].summary} | {last_minutes:.0f} | '
+                 + ' | '.join(cells) + f' | {fmt} |')
+  for ax, q in zip(axes, SHOWN):
+    ax.set_title(f'quality {q:g}')
+    ax.set_xlabel('minutes of training')
+    ax.set_ylabel('PSNR (dB), kodim01-06')
+    ax.grid(alpha=0.3)
+  axes[-1].axhline(0.0, linestyle='--', color='gray', linewidth=1)
+  axes[-1].set_title('BD-rate against JPEG (PSNR)')
+  axes[-1].set_xlabel('minutes of training')
+  axes[-1].set_ylabel('%  (below 0: fewer bits than JPEG)')
+  axes[-1].grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(_OUT.value, exist_ok=True)
+  fig.savefig(os.path.join(_OUT.value, 'codec_budget.png'), dpi=100)
+  lines += equal_compute(chosen)
+  table = '\n'.join(lines) + '\n'
+  summaries.write_text(os.path.join(_OUT.value, 'codec_budget.md'), table)
+  return table
+
+
+def _final_eval(workdir: str) -> Optional[dict]:
+  path = os.path.join(workdir, 'eval', 'results.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def equal_compute(chosen: list[Arch]) -> list[str]:
+  """Lines comparing each variable-rate model with its three fixed-rate
+  models of a third of its steps each (`per_lambda`), where they exist:
+  BD-rate on the same images, the one model's curve against theirs."""
+  lines = []
+  for arch in chosen:
+    variable = _final_eval(os.path.join(_RUNS.value, arch.name))
+    fixed = [_final_eval(os.path.join(_RUNS.value, name))
+             for name, _ in per_lambda_runs(arch)]
+    if variable is None or 'model_curve' not in variable or None in fixed:
+      continue
+    points = [f['mean']['model'] for f in fixed]
+    bd = {m: rd.bd_rate(variable['model_curve'], points, m) for m in rd.METRICS}
+    fmt = lambda v: 'n/a' if v is None else f'{v:+.1f}%'
+    lines.append(f'\n{arch.name}: one variable-rate model against three '
+                 f'fixed-rate models (lambdas '
+                 f'{", ".join(f"{l:.4g}" for _, l in per_lambda_runs(arch))}, a '
+                 f'third of its steps each), the same images: BD-rate PSNR '
+                 f'{fmt(bd["psnr"])}, MS-SSIM {fmt(bd["ms_ssim"])} (above 0: the one '
+                 'model needs more bits).')
+  return lines
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) != 2 or argv[1] not in ('train', 'per_lambda', 'report'):
+    print('usage: python -m experiments.codec_budget train|per_lambda|report '
+          '[--only=A,B] [--runs=DIR] [--shared=DIR] [--budget=cpu|smoke]',
+          file=sys.stderr)
+    return 2
+  try:
+    chosen = archs(_ONLY.value)
+    if argv[1] == 'report':
+      print(cmd_report(chosen))
+    else:
+      cmd_train(chosen, per_lambda=argv[1] == 'per_lambda')
+  except errors.UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
