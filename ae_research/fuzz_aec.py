@@ -4,7 +4,7 @@
   print(fuzz_aec.summary(report))
 
 Builds real files of every container version (`ae_research.aec`): versions
-1, 2 and 3 with a tiny factorized-prior model, version 3 with tiny
+1 to 4 with a tiny factorized-prior model, versions 3 and 4 with tiny
 hyperprior and mean-scale models (two levels of 4 features, a latent of 4,
 freshly initialized with a fixed seed: decoding does not need a trained
 model), gray, gray + alpha, RGB and RGBA (version 1: no alpha), each at a
@@ -12,7 +12,7 @@ few small sizes. Input i of seed s is one of them mutated by a generator
 seeded with (s, i), so any input can be made again: bit flips, byte sets,
 insertions, deletions, truncations, appended bytes, deleted or repeated
 runs, splices of two files, and edits of header fields (height, width,
-channels, number of latents, counts of escaped values, payload and alpha
+channels, number of latents, rate setting, counts of escaped values, payload and alpha
 lengths, escaped values, version, model id) to small, near, bit-flipped,
 boundary and huge values, minimal or overlong varints. Where the fields lie
 is read by the decoder itself (`Codec.parse`'s 'fields'). Most mutations are
@@ -125,13 +125,13 @@ def _image(h: int, w: int, c: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_seeds(codecs: dict[str, aec.Codec]) -> list[Seed]:
-  """Valid files of every container version: versions 3 and 2 (gray, RGB,
-  either with alpha) and 1 (no alpha) of the factorized prior, version 3 of
-  the hyperpriors, each at every SHAPES size."""
+  """Valid files of every container version: versions 4, 3 and 2 (gray,
+  RGB, either with alpha) and 1 (no alpha) of the factorized prior,
+  versions 4 and 3 of the hyperpriors, each at every SHAPES size."""
   rng = np.random.default_rng(0)
   seeds = []
   for model_name, codec in codecs.items():
-    for version in ((1, 2, 3) if not codec.hyper else (3,)):
+    for version in ((1, 2, 3, 4) if not codec.hyper else (3, 4)):
       for channels in ((1, 3) if version == 1 else (1, 2, 3, 4)):
         for h, w in SHAPES:
           data = codec.encode(_image(h, w, channels, rng), version=max(version, 2))

@@ -22,6 +22,7 @@ third of the variable-rate model's steps; `report` gives the BD-rate of the
 one model against the three on the same images.
 """
 
+import argparse
 import dataclasses
 import json
 import os
@@ -29,7 +30,6 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-from absl import app, flags
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -68,16 +68,6 @@ ARCHS = (
          steps=4500),
 )
 BY_NAME = {a.name: a for a in ARCHS}
-
-_ONLY = flags.DEFINE_list('only', [], 'Architectures (default: all): '
-                          + ', '.join(BY_NAME))
-_RUNS = flags.DEFINE_string('runs', 'runs/codec_budget', 'Where the workdirs go.')
-_SHARED = flags.DEFINE_string('shared', '../shared', 'The standard data.')
-_BUDGET = flags.DEFINE_enum('budget', 'cpu', ('cpu', 'smoke'),
-                            'Steps: about two hours each, or a few (smoke).')
-_OUT = flags.DEFINE_string('out', 'docs', 'report: the folder of the plot and '
-                           'the table.')
-
 
 def archs(only: Sequence[str]) -> list[Arch]:
   unknown = [n for n in only if n not in BY_NAME]
@@ -129,16 +119,15 @@ def _run(args: list[str]) -> None:
     raise errors.UserError(f'training failed: {" ".join(command[1:])}')
 
 
-def cmd_train(chosen: list[Arch], per_lambda: bool) -> None:
-  smoke = _BUDGET.value == 'smoke'
+def cmd_train(chosen: list[Arch], args: argparse.Namespace, per_lambda: bool) -> None:
+  smoke = args.budget == 'smoke'
   for arch in chosen:
     if per_lambda:
       for name, lmbda in per_lambda_runs(arch):
-        _run(train_args(arch, os.path.join(_RUNS.value, name), _SHARED.value,
+        _run(train_args(arch, os.path.join(args.runs, name), args.shared,
                         smoke, lmbda=lmbda, fraction=1 / len(SHOWN)))
     else:
-      _run(train_args(arch, os.path.join(_RUNS.value, arch.name), _SHARED.value,
-                      smoke))
+      _run(train_args(arch, os.path.join(args.runs, arch.name), args.shared, smoke))
 
 
 # ---------------------------------------------------------------------------
@@ -167,12 +156,12 @@ def jpeg_curve(shared: str, smoke: bool) -> list[dict]:
   return rd.classical_curves(images, {'jpeg': rd.QUALITIES['jpeg']})['jpeg']['mean']
 
 
-def cmd_report(chosen: list[Arch]) -> str:
-  smoke = _BUDGET.value == 'smoke'
-  jpeg = jpeg_curve(_SHARED.value, smoke)
+def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
+  smoke = args.budget == 'smoke'
+  jpeg = jpeg_curve(args.shared, smoke)
   found = {}
   for arch in chosen:
-    workdir = os.path.join(_RUNS.value, arch.name)
+    workdir = os.path.join(args.runs, arch.name)
     history = history_curves(train.read_history(workdir))
     if not history:
       raise errors.UserError(f'{workdir} has no evaluations of a variable-rate '
@@ -210,11 +199,11 @@ def cmd_report(chosen: list[Arch]) -> str:
   axes[-1].grid(alpha=0.3)
   axes[0].legend(fontsize=8)
   fig.tight_layout()
-  os.makedirs(_OUT.value, exist_ok=True)
-  fig.savefig(os.path.join(_OUT.value, 'codec_budget.png'), dpi=100)
-  lines += equal_compute(chosen)
+  os.makedirs(args.out, exist_ok=True)
+  fig.savefig(os.path.join(args.out, 'codec_budget.png'), dpi=100)
+  lines += equal_compute(chosen, args.runs)
   table = '\n'.join(lines) + '\n'
-  summaries.write_text(os.path.join(_OUT.value, 'codec_budget.md'), table)
+  summaries.write_text(os.path.join(args.out, 'codec_budget.md'), table)
   return table
 
 
@@ -226,14 +215,14 @@ def _final_eval(workdir: str) -> Optional[dict]:
     return json.load(f)
 
 
-def equal_compute(chosen: list[Arch]) -> list[str]:
+def equal_compute(chosen: list[Arch], runs: str) -> list[str]:
   """Lines comparing each variable-rate model with its three fixed-rate
   models of a third of its steps each (`per_lambda`), where they exist:
   BD-rate on the same images, the one model's curve against theirs."""
   lines = []
   for arch in chosen:
-    variable = _final_eval(os.path.join(_RUNS.value, arch.name))
-    fixed = [_final_eval(os.path.join(_RUNS.value, name))
+    variable = _final_eval(os.path.join(runs, arch.name))
+    fixed = [_final_eval(os.path.join(runs, name))
              for name, _ in per_lambda_runs(arch)]
     if variable is None or 'model_curve' not in variable or None in fixed:
       continue
@@ -249,18 +238,25 @@ def equal_compute(chosen: list[Arch]) -> list[str]:
   return lines
 
 
-def main(argv: Sequence[str]) -> int:
-  if len(argv) != 2 or argv[1] not in ('train', 'per_lambda', 'report'):
-    print('usage: python -m experiments.codec_budget train|per_lambda|report '
-          '[--only=A,B] [--runs=DIR] [--shared=DIR] [--budget=cpu|smoke]',
-          file=sys.stderr)
-    return 2
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('command', choices=('train', 'per_lambda', 'report'))
+  parser.add_argument('--only', default='', help='architectures, comma-'
+                      'separated (default: all): ' + ', '.join(BY_NAME))
+  parser.add_argument('--runs', default='runs/codec_budget',
+                      help='where the workdirs go')
+  parser.add_argument('--shared', default='../shared', help='the standard data')
+  parser.add_argument('--budget', choices=('cpu', 'smoke'), default='cpu',
+                      help='about two hours each, or a few steps (smoke)')
+  parser.add_argument('--out', default='docs',
+                      help='report: the folder of the plot and the table')
+  args = parser.parse_args(argv)
   try:
-    chosen = archs(_ONLY.value)
-    if argv[1] == 'report':
-      print(cmd_report(chosen))
+    chosen = archs([n for n in args.only.split(',') if n])
+    if args.command == 'report':
+      print(cmd_report(chosen, args))
     else:
-      cmd_train(chosen, per_lambda=argv[1] == 'per_lambda')
+      cmd_train(chosen, args, per_lambda=args.command == 'per_lambda')
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -268,4 +264,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(lambda argv: sys.exit(main(argv)))
+  sys.exit(main())

@@ -27,7 +27,7 @@ def test_every_config_and_variant_is_valid(module, variants):
 
 
 def test_unknown_variant_names_the_known_ones():
-  with pytest.raises(ValueError, match="'tiny' is unknown; choose one of \\['photos', 'smoke', 'unet'\\]"):
+  with pytest.raises(ValueError, match="'tiny' is unknown; choose one of \\['classify', 'photos', 'smoke', 'unet'\\]"):
     colorize.get_config('tiny')
 
 

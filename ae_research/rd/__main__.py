@@ -35,11 +35,11 @@ def _images(source, max_images: int) -> list[tuple[str, np.ndarray]]:
 
 
 _WORKDIRS = flags.DEFINE_list(
-    'workdirs', [], 'Comma-separated compression runs (one point each, a '
+    'workdirs', None, 'Comma-separated compression runs (one point each, a '
     'curve for a variable-rate run).')
-_PRETRAINED = flags.DEFINE_list(
-    'pretrained', [], 'Comma-separated compression models shipped with the '
-    'package (python -m ae_research.pretrained lists them).')
+_PRETRAINED = cli.define_pretrained(
+    'Compression models shipped with the package, comma-separated (python -m '
+    'ae_research.pretrained lists them).')
 _QUALITIES = flags.DEFINE_list(
     'qualities', [], 'The qualities a variable-rate codec is scored at '
     "(default: its config.compress.eval_qualities).")
@@ -57,14 +57,17 @@ _OVERWRITE = cli.define_overwrite('Replace a report that exists.')
 
 def main(argv: list[str]) -> int:
   """The command (absl has parsed the flags; it takes no other input)."""
+  if _PRETRAINED.value is None:
+    cli.require(_WORKDIRS)
   cli.require(_OUTPUT)
   if len(argv) > 1:
     cli.usage_error(f'unexpected arguments {argv[1:]}: the runs are '
                     '--workdirs=A,B,... (or --pretrained=NAME,...)')
-  workdirs, output = [w for w in _WORKDIRS.value if w], _OUTPUT.value
-  names = [n for n in _PRETRAINED.value if n]
+  workdirs = [w for w in _WORKDIRS.value or [] if w]
+  names = [n for n in (_PRETRAINED.value or '').split(',') if n]
+  output = _OUTPUT.value
   if not workdirs and not names:
-    cli.usage_error('--workdirs and --pretrained name no run')
+    cli.usage_error('--workdirs names no run')
   try:
     qualities = [float(q) for q in _QUALITIES.value]
   except ValueError:

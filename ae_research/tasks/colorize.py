@@ -119,7 +119,7 @@ class Colorize(base.Task):
   def loss(self, pred: Any, batch: dict[str, jax.Array], config: Any) -> Any:
     """Mean squared error of RGB; with chroma bins the rebalanced
     cross-entropy (`classification_loss`)."""
-    if config.colorize.chroma_bins:
+    if config is not None and config.colorize.chroma_bins:
       return classification_loss(pred, batch, config)
     return super().loss(pred, batch, config)
 
