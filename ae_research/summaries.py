@@ -18,7 +18,8 @@ from ae_research import errors, image_io
 
 # tensorboardX names event files by the second and host alone and opens them
 # with 'wb': two Writers in one directory within a second would share, and
-# truncate, one file. The pid and a counter keep every Writer's file its own.
+# truncate, one file. The pid and a counter keep every Writer's file its own
+# (the counter zero-padded, so files of one second sort in the order written).
 _WRITER_IDS = itertools.count()
 
 
@@ -114,7 +115,7 @@ class Writer:
     self._closed = False
     if enabled:
       self._writer = SummaryWriter(
-          logdir, filename_suffix=f'.{os.getpid()}.{next(_WRITER_IDS)}')
+          logdir, filename_suffix=f'.{os.getpid()}.{next(_WRITER_IDS):06d}')
 
   def _live(self):
     # tensorboardX reopens a closed SummaryWriter on the next call, in a
