@@ -55,6 +55,37 @@ _PUBLISHED = flags.DEFINE_enum(
 _OVERWRITE = cli.define_overwrite('Replace a report that exists.')
 
 
+def _show(run: str, p: dict, at: str = '') -> None:
+  print(f'{run}{at}: bpp {p["bpp"]:.4f} (estimated {p["bpp_estimated"]:.4f}), '
+        f'PSNR {p["psnr"]:.2f}, MS-SSIM {p["ms_ssim"]:.4f}', flush=True)
+
+
+def _score_run(run: str, codec, images, qualities: list[float],
+               learned: dict, per_run: dict) -> None:
+  """Codes every image with one run's codec: a point, or a variable-rate
+  model's whole curve (at `qualities`, else its eval_qualities), added to
+  `learned` (the curves) and `per_run` (the report's details)."""
+  names = [n for n, _ in images]
+  compress = codec.config.compress
+  if codec.variable_rate:  # One model, a whole curve.
+    at = qualities or list(compress.eval_qualities)
+    per_image = [rd.code_curve(codec, img, at) for _, img in images]
+    curve = rd.mean_points(per_image)
+    learned[f'{os.path.basename(os.path.normpath(run))} (one model, every rate)'] = curve
+    per_run[run] = {'curve': curve, 'images': dict(zip(names, per_image)),
+                    'lmbda_range': list(compress.lmbda_range), 'model': compress.model}
+    for p in curve:
+      _show(run, p, f' quality {p["quality"]:g}')
+    return
+  rows = [rd.code_image(codec, img)[0] for _, img in images]
+  mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+  mean['setting'] = os.path.basename(os.path.normpath(run))
+  learned.setdefault(f'learned {compress.model}', []).append(mean)
+  per_run[run] = {'mean': mean, 'images': dict(zip(names, rows)),
+                  'lambda': compress.lmbda, 'model': compress.model}
+  _show(run, mean)
+
+
 def main(argv: list[str]) -> int:
   """The command (absl has parsed the flags; it takes no other input)."""
   if _PRETRAINED.value is None:
@@ -97,29 +128,7 @@ def main(argv: list[str]) -> int:
   learned: dict[str, list] = {}
   per_run = {}
   for w, c in zip(runs, codecs):
-    show = lambda p, at='': print(
-        f'{w}{at}: bpp {p["bpp"]:.4f} (estimated {p["bpp_estimated"]:.4f}), '
-        f'PSNR {p["psnr"]:.2f}, MS-SSIM {p["ms_ssim"]:.4f}', flush=True)
-    if c.variable_rate:  # One model, a whole curve.
-      at = qualities or list(c.config.compress.eval_qualities)
-      per_image = [rd.code_curve(c, img, at) for _, img in images]
-      curve = rd.mean_points(per_image)
-      label = f'{os.path.basename(os.path.normpath(w))} (one model, every rate)'
-      learned[label] = curve
-      per_run[w] = {'curve': curve, 'images': dict(zip([n for n, _ in images], per_image)),
-                    'lmbda_range': list(c.config.compress.lmbda_range),
-                    'model': c.config.compress.model}
-      for p in curve:
-        show(p, f' quality {p["quality"]:g}')
-      continue
-    rows = [rd.code_image(c, img)[0] for _, img in images]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    mean['setting'] = os.path.basename(os.path.normpath(w))
-    label = (f'learned {c.config.compress.model}')
-    learned.setdefault(label, []).append(mean)
-    per_run[w] = {'mean': mean, 'images': dict(zip([n for n, _ in images], rows)),
-                  'lambda': c.config.compress.lmbda, 'model': c.config.compress.model}
-    show(mean)
+    _score_run(w, c, images, qualities, learned, per_run)
   classical = rd.classical_curves(images)
   published = rd.PUBLISHED.get(_PUBLISHED.value, {})
   anchors = {k: v['mean'] for k, v in classical.items()}
