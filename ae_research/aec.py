@@ -416,17 +416,20 @@ class Codec:
     return tuple(compression.interpolate_levels(g, quality, np)[0].astype(np.float32)
                  for g in (self._log_gain, self._log_inverse_gain))
 
-  def latent(self, image: np.ndarray, setting: int = 0) -> dict[str, np.ndarray]:
+  def latent(self, image: np.ndarray, setting: Optional[int] = None
+             ) -> dict[str, np.ndarray]:
     """The integers an image is coded as: {'y'} (int64 hxwxk), and for the
     hyperpriors {'z'} and y's coding tables and means ({'table',
-    'means'}); a variable-rate model's at its rate `setting`."""
+    'means'}); a variable-rate model's at its rate `setting` (None: its
+    default quality's)."""
     return self.latent_of(self.continuous_latent(image), setting)
 
-  def latent_of(self, y: np.ndarray, setting: int = 0) -> dict[str, np.ndarray]:
+  def latent_of(self, y: np.ndarray, setting: Optional[int] = None
+                ) -> dict[str, np.ndarray]:
     """`latent` from the analysis transform's output (coding one image at
     several rates runs the analysis once)."""
     if self.variable_rate:
-      y = y * self.gains(setting)[0]
+      y = y * self.gains(self.setting(None) if setting is None else setting)[0]
     if not self.hyper:
       return {'y': np.round(y).astype(np.int64)}
     z = np.asarray(self._hyper_latent(self.variables, jnp.asarray(y[None])))[0]
