@@ -10,7 +10,7 @@ compression model (`ae_research.compression`).
   image = aec.decompress(model, variables, data)
 
 The commands `python -m ae_research.codec compress|decompress` use it. The
-file (format version 4; versions 1 to 3 still decode):
+file (format version 5; versions 1 to 4 still decode):
 
   b'AEC' | version (1 byte) | model id (8 bytes)
   | height, width (varints)
@@ -30,20 +30,25 @@ the hyperpriors) is coded channel by channel; y of a hyperprior model
 element by element with the Gaussian table its scale selects, grouped by
 table. Versions 1 and 2 had one latent and no count byte (version 1 no
 alpha), and their tables were computed with numpy's own exp and tanh;
-version 3 had no rate setting.
+version 3 had no rate setting. Version 5 is laid out as version 4; what
+changed is how a hyperprior model's decoder derives y's tables and means
+from z: in 8-bit integers through XLA (`compression.Int8HyperSynthesis`,
+about 7 times faster) where versions 3 and 4 use float64 on the host
+(`compression.IntegerHyperSynthesis`), which still decodes their files.
 
 The rate setting is an integer, and nothing the range decoder depends on is
 derived from it: a variable-rate model's hyper synthesis predicts the
 entropy parameters of the gained latent itself, so the quality only selects
 the inverse gain the decoded latent is multiplied by before the synthesis.
 
-What is guaranteed: a version 3 or 4 file decodes to the same integer latents
+What is guaranteed: a file of version 3 or later decodes to the same integer latents
 on every machine with IEEE 754 float64 (any CPU, any accelerator, any
 thread count or XLA flags, whole images or tiles, one image or several),
 because everything the range decoder depends on is computed on the host
 in exact or fully specified arithmetic: the tables (`entropy_models`,
-`Exact`), and for the hyperpriors the scales and means of y
-(`compression.IntegerHyperSynthesis`); y's values are then q + mean,
+`Exact`), and for the hyperpriors the scales and means of y (integer
+arithmetic, `compression.Int8HyperSynthesis`, or for versions 3 and 4
+`IntegerHyperSynthesis`); y's values are then q + mean,
 computed in float64 and rounded to float32. What is not: the decoded
 pixels come from the synthesis network in floating point on whatever
 device runs it, so two machines can differ by floating-point rounding
@@ -82,11 +87,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_research import color, compression, entropy_models, errors, image_io, tiling
+from ae_research import color, compression, entropy_models, errors, tiling
 
 MAGIC = b'AEC'
-VERSION = 4
-READS = (1, 2, 3, 4)  # Versions this decoder reads.
+VERSION = 5
+READS = (1, 2, 3, 4, 5)  # Versions this decoder reads.
+# The first version whose hyperprior tables come from Int8HyperSynthesis.
+INT8_VERSION = 5
 # The rate setting: a quality in these units (tenths).
 QUALITY_STEPS = 10
 MAX_SETTING = int(compression.MAX_QUALITY * QUALITY_STEPS)
@@ -204,13 +211,25 @@ def _compiled(model):
   new)."""
   hyper = (jax.jit(lambda v, y: model.apply(v, y, method='hyper_latent'))
            if isinstance(model, compression.ScaleHyperprior) else None)
+
+  @jax.jit
+  def code(v, y_hxwxk, gain_k, arrays, thresholds):
+    """What a version 5 file codes, from y: (z, q, table, means)."""
+    y = y_hxwxk[None] * gain_k.reshape(1, 1, 1, -1)
+    z = jnp.round(model.apply(v, y, method='hyper_latent')).astype(jnp.int32)
+    table, means = compression.int8_entropy_parameters(
+        z, arrays, thresholds, mean_scale=model.mean_scale)
+    means = jnp.zeros_like(y) if means is None else means
+    return z[0], jnp.round(y - means).astype(jnp.int32)[0], table[0], means[0]
+
   if getattr(model, 'rate_levels', 0):
     rate = lambda v, x, q: model.apply(v, x, quality=q)
   else:
     rate = lambda v, x, q: model.apply(v, x)
   return (jax.jit(lambda v, x: model.apply(v, x, method='latent')), hyper,
-          jax.jit(lambda v, y: model.apply(v, y, method='synthesis')),
-          jax.jit(lambda v, x, q: entropy_models.bits(rate(v, x, q)['likelihoods'])))
+          jax.jit(lambda v, y: jnp.clip(model.apply(v, y, method='synthesis'), 0.0, 1.0)),
+          jax.jit(lambda v, x, q: entropy_models.bits(rate(v, x, q)['likelihoods'])),
+          code if hyper else None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,12 +239,17 @@ def _gaussian_tables():
   return table, _Tables(-halves, [len(p) - 1 for p in pmfs], pmfs)
 
 
-def _groups(table: np.ndarray):
-  """(table, positions in raster order) of each table used, in increasing
-  order of table: one stable sort, not a pass over every value per table."""
-  order = np.argsort(table, kind='stable')
-  used, starts = np.unique(table[order], return_index=True)
-  return zip(used.tolist(), np.split(order, starts[1:]))
+def _grouped(table: np.ndarray) -> tuple[np.ndarray, list[int], np.ndarray]:
+  """(order, tables used in increasing order, how many of each): the
+  positions of a flat table array grouped by table, raster order within;
+  one stable sort of the indexes as 8 or 16-bit integers (numpy sorts those
+  by radix, in linear time)."""
+  top = table.max(initial=0)
+  small = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
+  order = np.argsort(table.astype(small), kind='stable')
+  counts = np.bincount(table, minlength=1)
+  used = np.flatnonzero(counts)
+  return order, used.tolist(), counts[used]
 
 
 class _Tables:
@@ -241,42 +265,37 @@ class _Tables:
   def encode(self, values: np.ndarray, table: np.ndarray) -> tuple[bytes, list]:
     """Values (int) each coded with its table's model, grouped by table in
     order, raster order within; (payload, escaped values)."""
-    values, table = values.ravel().astype(np.int64), table.ravel()
+    order, used, counts = _grouped(table.ravel())
+    values = values.ravel()[order].astype(np.int64)
+    index = values - np.repeat(self.offsets[used], counts)
+    size = np.repeat(self.sizes[used], counts)
+    escaped = (index < 0) | (index >= size)
+    index = np.where(escaped, size, index).astype(np.int32)
     encoder = constriction.stream.queue.RangeEncoder()
-    escapes = []
-    for t, where in _groups(table):
-      chosen = values[where]
-      index = chosen - self.offsets[t]
-      escaped = (index < 0) | (index >= self.sizes[t])
-      index[escaped] = self.sizes[t]
-      escapes.extend(chosen[escaped].tolist())
-      encoder.encode(index.astype(np.int32), self.models[t])
-    return encoder.get_compressed().astype('<u4').tobytes(), escapes
+    for t, part in zip(used, np.split(index, np.cumsum(counts)[:-1])):
+      encoder.encode(part, self.models[t])
+    return encoder.get_compressed().astype('<u4').tobytes(), values[escaped].tolist()
 
   def decode(self, payload: np.ndarray, escapes: list, table: np.ndarray) -> np.ndarray:
     """encode's inverse, given the same tables per value."""
-    flat = table.ravel()
-    out = np.empty(flat.shape, np.int64)
-    pending = iter(escapes)
-    used = 0
+    order, used, counts = _grouped(table.ravel())
     try:
       decoder = constriction.stream.queue.RangeDecoder(payload)
-      for t, where in _groups(flat):
-        index = np.asarray(decoder.decode(self.models[t], len(where)), np.int64)
-        escaped = index == self.sizes[t]
-        n = int(escaped.sum())
-        if used + n > len(escapes):
-          raise CodecError('malformed file: more escaped values coded than stored')
-        values = index + self.offsets[t]
-        values[escaped] = [next(pending) for _ in range(n)]
-        used += n
-        out[where] = values
-    except CodecError:
-      raise
+      index = np.concatenate([decoder.decode(self.models[t], int(n))
+                              for t, n in zip(used, counts)] or [np.zeros(0, np.int32)])
     except Exception as e:  # pylint: disable=broad-except
       raise CodecError(f'malformed payload: {e}') from e
-    if used != len(escapes):
+    index = index.astype(np.int64)
+    escaped = index == np.repeat(self.sizes[used], counts)
+    n = int(escaped.sum())
+    if n > len(escapes):
+      raise CodecError('malformed file: more escaped values coded than stored')
+    if n != len(escapes):
       raise CodecError('malformed file: escaped values left over')
+    values = index + np.repeat(self.offsets[used], counts)
+    values[escaped] = escapes
+    out = np.empty(table.size, np.int64)
+    out[order] = values
     return out.reshape(table.shape)
 
 
@@ -360,13 +379,17 @@ class Codec:
       self._log_gain = np.asarray(gains['log_gain'], np.float64)
       self._log_inverse_gain = np.asarray(gains['log_inverse_gain'], np.float64)
     if self.hyper:
-      self.hyper_synthesis = compression.IntegerHyperSynthesis(model, self.params)
+      self.hyper_synthesis = compression.Int8HyperSynthesis(model, self.params)
+      self._float64_hyper_synthesis = None  # Versions 3 and 4, made when needed.
       self.scale_table, self.tables_y = _gaussian_tables()
+      # The table index of a scale: how many of these lie below it.
+      self._thresholds = jnp.asarray(self.scale_table[:-1], jnp.int32)
       self.tables_z = _flat_tables(model, self.params, exact=True)
     else:
       self.tables_y = _flat_tables(model, self.params, exact=True)
     self._legacy = None
-    self._latent, self._hyper_latent, self._synthesis, self._bits = _compiled(model)
+    (self._latent, self._hyper_latent, self._synthesis, self._bits,
+     self._code) = _compiled(model)
     self.plan = plan
     self.on_tile = None
     self.last_decision: tiling.Decision | None = None  # Of the last network run.
@@ -390,8 +413,17 @@ class Codec:
 
   def continuous_latent(self, image: np.ndarray) -> np.ndarray:
     """The analysis transform's y of an image (padded): float32 hxwxk."""
-    x = self._padded(image[..., :3 if image.shape[-1] > 2 else 1])
-    return self._run(self._latent, x, self.latent_multiple, 1)
+    return self.analysis(self._padded(image[..., :3 if image.shape[-1] > 2 else 1]))
+
+  def analysis(self, x_HxWx3: np.ndarray) -> np.ndarray:
+    """The analysis network alone, on a float image in [0, 1] whose sides are
+    multiples of `multiple`: y, float32 hxwxk."""
+    return self._run(self._latent, x_HxWx3, self.latent_multiple, 1)
+
+  def hyper_analysis(self, y_hxwxk: np.ndarray) -> np.ndarray:
+    """A hyperprior's hyper analysis network alone: the continuous z of a
+    (gained) latent, float32."""
+    return np.asarray(self._hyper_latent(self.variables, jnp.asarray(y_hxwxk[None])))[0]
 
   def setting(self, quality: Optional[float]) -> int:
     """The rate setting a file stores for `quality` (0 to 100, rounded to
@@ -416,50 +448,64 @@ class Codec:
     return tuple(compression.interpolate_levels(g, quality, np)[0].astype(np.float32)
                  for g in (self._log_gain, self._log_inverse_gain))
 
-  def latent(self, image: np.ndarray, setting: Optional[int] = None
-             ) -> dict[str, np.ndarray]:
+  def latent(self, image: np.ndarray, setting: Optional[int] = None,
+             version: int = VERSION) -> dict[str, np.ndarray]:
     """The integers an image is coded as: {'y'} (int64 hxwxk), and for the
     hyperpriors {'z'} and y's coding tables and means ({'table',
-    'means'}); a variable-rate model's at its rate `setting` (None: its
-    default quality's)."""
-    return self.latent_of(self.continuous_latent(image), setting)
+    'means'}, as format `version` derives them); a variable-rate model's
+    at its rate `setting` (None: its default quality's)."""
+    return self.latent_of(self.continuous_latent(image), setting, version)
 
-  def latent_of(self, y: np.ndarray, setting: Optional[int] = None
-                ) -> dict[str, np.ndarray]:
+  def latent_of(self, y: np.ndarray, setting: Optional[int] = None,
+                version: int = VERSION) -> dict[str, np.ndarray]:
     """`latent` from the analysis transform's output (coding one image at
     several rates runs the analysis once)."""
-    if self.variable_rate:
-      y = y * self.gains(self.setting(None) if setting is None else setting)[0]
+    gain = (self.gains(self.setting(None) if setting is None else setting)[0]
+            if self.variable_rate else np.ones(y.shape[-1], np.float32))
+    if self.hyper and version >= INT8_VERSION:  # One XLA computation.
+      z, q, table, means = (np.asarray(a) for a in self._code(
+          self.variables, y, gain, self.hyper_synthesis.arrays, self._thresholds))
+      return {'z': z.astype(np.int64), 'y': q.astype(np.int64), 'table': table,
+              'means': means}
+    y = y * gain
     if not self.hyper:
       return {'y': np.round(y).astype(np.int64)}
-    z = np.asarray(self._hyper_latent(self.variables, jnp.asarray(y[None])))[0]
+    z = self.hyper_analysis(y)
     z = np.round(z).astype(np.int64)
-    table, means = self.entropy_parameters(z)
-    q = np.round(y.astype(np.float64) - means).astype(np.int64)
+    table, means = self.entropy_parameters(z, version)
+    q = np.round(y - means).astype(np.int64)
     return {'z': z, 'y': q, 'table': table, 'means': means}
 
-  def entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(table index, mean) of every element of y, from the integer z: the
-    same on every machine."""
-    scales, means = self.hyper_synthesis(z)
+  def entropy_parameters(self, z: np.ndarray, version: int = VERSION
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(table index, mean) of every element of y, from the integer z, as
+    format `version` derives them: the same on every machine. The means
+    are integers / 2**FRACTION_BITS (under 2**22 of them), exact in float32."""
+    if version >= INT8_VERSION:
+      table, means = self.hyper_synthesis.entropy_parameters(z, self._thresholds)
+      return table, np.zeros(table.shape, np.float32) if means is None else means
+    if self._float64_hyper_synthesis is None:
+      self._float64_hyper_synthesis = compression.IntegerHyperSynthesis(
+          self.model, self.params)
+    scales, means = self._float64_hyper_synthesis(z)
     table = entropy_models.scale_indexes(scales, self.scale_table)
     if means is None:
-      return table, np.zeros(table.shape, np.float64)
-    return table, np.ldexp(means.astype(np.float64), -self.hyper_synthesis.FRACTION_BITS)
+      return table, np.zeros(table.shape, np.float32)
+    return table, np.ldexp(means.astype(np.float32),
+                           -compression.IntegerHyperSynthesis.FRACTION_BITS)
 
   def reconstruct(self, y_hat_hxwxk: np.ndarray) -> np.ndarray:
     """The decoded image of a latent: float32 in [0, 1], padded size."""
-    x = self._run(self._synthesis, y_hat_hxwxk.astype(np.float32), 1,
-                  self.latent_multiple)
-    return np.clip(x, 0.0, 1.0)
+    return self._run(self._synthesis, y_hat_hxwxk.astype(np.float32), 1,
+                     self.latent_multiple)
 
   # -- encoding ------------------------------------------------------------
 
   def _padded(self, image: np.ndarray) -> np.ndarray:
-    x = image.astype(np.float32) / 255.0
-    if x.shape[-1] == 1:
-      x = np.repeat(x, 3, axis=-1)
-    return tiling.pad_to(x, self.multiple)
+    if image.shape[-1] == 1:
+      image = np.repeat(image, 3, axis=-1)
+    x = tiling.pad_to(image, self.multiple).astype(np.float32)
+    return np.divide(x, 255.0, out=x)  # As image / 255.0, in place.
 
   def _check_image(self, image: np.ndarray) -> None:
     if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or
@@ -489,15 +535,15 @@ class Codec:
 
   def _versions(self) -> tuple[int, ...]:
     """The format versions this codec writes (older ones for tests and old
-    decoders): a variable-rate model only the newest."""
+    decoders): a variable-rate model from version 4."""
     if self.variable_rate:
-      return (VERSION,)
-    return (3, VERSION) if self.hyper else (2, 3, VERSION)
+      return (4, VERSION)
+    return (3, 4, VERSION) if self.hyper else (2, 3, 4, VERSION)
 
   def encode(self, image: np.ndarray, version: int = VERSION,
              quality: Optional[float] = None) -> bytes:
     """The file of an image; a variable-rate model's at `quality` (0 to
-    100; None: its default). `version` 2 or 3 writes an older format, for
+    100; None: its default). `version` 2 to 4 writes an older format, for
     tests and old decoders."""
     self._check_image(image)
     if version not in self._versions():
@@ -505,7 +551,7 @@ class Codec:
                        f'{", ".join(map(str, self._versions()))}; not {version}')
     setting = self.setting(quality)
     color = image[..., :3 if image.shape[-1] > 2 else 1]
-    return self._file(image, self.latent(color, setting), setting, version)
+    return self._file(image, self.latent(color, setting, version), setting, version)
 
   def encode_to_bpp(self, image: np.ndarray, bpp: float,
                     max_encodes: int = MAX_SEARCH_ENCODES) -> tuple[bytes, float]:
@@ -648,7 +694,7 @@ class Codec:
     expected = 2 if self.hyper else 1
     if version < 3 and self.hyper:
       raise CodecError(f'file format version {version} has no hyper latent; '
-                       'this model writes version 3')
+                       f'this model writes versions 3 to {VERSION}')
     count = r.take(1, 'number of latents')[0] if version >= 3 else 1
     if count != expected:
       raise CodecError(f'malformed header: {count} coded latents; this model '
@@ -693,9 +739,11 @@ class Codec:
     step = self.multiple // self.latent_multiple
     z_shape = (lh // step, lw // step, self.tables_z.sizes.shape[0])
     z = self.tables_z.decode(*f['sections'][0], _per_channel(z_shape))
-    table, means = self.entropy_parameters(z)
+    table, means = self.entropy_parameters(z, f['version'])
     q = self.tables_y.decode(*f['sections'][1], table)
-    return f, (q.astype(np.float64) + means).astype(np.float32)
+    # One float32 rounding of the exact q + mean (both exact in float32):
+    # what float64 and then float32 gave, bit for bit.
+    return f, q.astype(np.float32) + means
 
   def decode(self, data: bytes, max_pixels: Optional[int] = None) -> np.ndarray:
     """The image of a file: uint8 HxWxC, the size and channels its header
@@ -706,8 +754,8 @@ class Codec:
     h, w = f['height'], f['width']
     if self.variable_rate:
       y_hat = y_hat * self.gains(f['setting'])[1]
-    x = self.reconstruct(y_hat)
-    image = image_io.to_uint8(x[:h, :w])
+    x = self.reconstruct(y_hat)[:h, :w]  # Clipped to [0, 1] already.
+    image = np.round(x * 255.0).astype(np.uint8)
     if f['channels'] in (1, 2):
       image = np.round(color.luma(image.astype(np.float32))).astype(np.uint8)
     if f['alpha'] is not None:

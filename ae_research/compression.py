@@ -34,6 +34,7 @@ in fixed-point integers, so the tables every element of `y` is coded with
 are computed identically on any machine (its docstring says why).
 """
 
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -488,6 +489,215 @@ class IntegerHyperSynthesis:
         x = self._depth_to_space(x)
       x = np.clip(x, 0.0 if layer['relu'] else -limit, limit)
     x = x.astype(np.int64)
+    if self.mean_scale:
+      return x[..., :self.latent_features], x[..., self.latent_features:]
+    return x, None
+
+
+def _weight_exponents(top_O: np.ndarray, limit: int) -> np.ndarray:
+  """Per output channel the largest f with round(top * 2**f) <= limit
+  (exact float64 on the host; 0 for a channel of zeros)."""
+  f = np.zeros(top_O.shape, np.int64)
+  nonzero = top_O > 0
+  e = np.frexp(top_O[nonzero])[1]  # top = m * 2**e, m in [0.5, 1).
+  guess = int(np.log2(limit + 1)) - e  # m * 2**(bits) in [limit/2, limit].
+  over = np.round(np.ldexp(top_O[nonzero], guess)) > limit
+  f[nonzero] = np.minimum(guess - over, 40)
+  return f
+
+
+def _integer_conv(x_1xHxWxC, kernel_HWIO, chunk: int):
+  """'VALID' convolution of int8 by int8, summed in int32: im2col and one
+  integer dot per block of rows whose im2col has at most `chunk` values.
+  (Not lax.conv_general_dilated: XLA's CPU int8 convolution returned wrong
+  sums for inputs of a few pixels in jax 0.10.)"""
+  kh, kw, c, o = kernel_HWIO.shape
+  _, h, w, _ = x_1xHxWxC.shape
+  h, w = h - kh + 1, w - kw + 1
+  flat = kernel_HWIO.reshape(kh * kw * c, o)
+
+  def block(x):  # [1, rows + kh - 1, w + kw - 1, c] -> [1, rows, w, o]
+    rows = x.shape[1] - kh + 1
+    cols = jnp.concatenate([x[:, i:i + rows, j:j + w] for i in range(kh)
+                            for j in range(kw)], axis=-1)
+    return jax.lax.dot_general(cols, flat, (((3,), (0,)), ((), ())),
+                               preferred_element_type=jnp.int32)
+
+  rows = max(1, chunk // (w * kh * kw * c))
+  if rows >= h:
+    return block(x_1xHxWxC)
+  n = -(-h // rows)
+  x = jnp.pad(x_1xHxWxC, ((0, 0), (0, n * rows - h), (0, 0), (0, 0)))
+  out = jax.lax.map(lambda i: block(jax.lax.dynamic_slice_in_dim(
+      x, i * rows, rows + kh - 1, axis=1)), jnp.arange(n))
+  return out.transpose(1, 0, 2, 3, 4).reshape(1, n * rows, w, o)[:, :h]
+
+
+@functools.partial(jax.jit, static_argnames='mean_scale')
+def _int8_hyper_synthesis(z_1xhxwxC, kernels, bias_tables, weight_exponents,
+                          mean_scale: bool):
+  """Int8HyperSynthesis's layers as one XLA computation, in integers."""
+  x = jnp.clip(z_1xhxwxC, -127, 127).astype(jnp.int8)
+  fx = jnp.int32(0)  # x holds the activation times 2**fx.
+  zero = 0  # What x holds for a zero activation ('SAME' padding).
+  last = len(kernels) - 1
+  for i, (kernel, biases, fw) in enumerate(zip(kernels, bias_tables, weight_exponents)):
+    kh, kw = kernel.shape[:2]
+    x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)),
+                constant_values=zero)
+    acc = _integer_conv(x, kernel, Int8HyperSynthesis.CHUNK)
+    fw = fw.reshape(1, 1, 1, -1)  # Per channel, as the rest.
+    acc = acc + biases[fx - Int8HyperSynthesis.MIN_EXPONENT].reshape(1, 1, 1, -1)
+    # acc: sum(x w) + b, times 2**(fw + fx) per channel.
+    if i == last:
+      shift = Int8HyperSynthesis.FRACTION_BITS - fw - fx
+      out = _shift(acc, shift, Int8HyperSynthesis.OUTPUT_LIMIT)
+      out = jnp.clip(out, -Int8HyperSynthesis.OUTPUT_LIMIT, Int8HyperSynthesis.OUTPUT_LIMIT)
+      return out if mean_scale else jnp.maximum(out, 0)
+    acc = jnp.maximum(acc, 0)  # ReLU, then the finest scale 2**fo that
+    # keeps every channel's largest value under 2**ACTIVATION_BITS.
+    top = jnp.max(acc, axis=(0, 1, 2), keepdims=True)
+    bits = 32 - jax.lax.clz(top)  # top < 2**bits.
+    fo = jnp.min(fw + fx + Int8HyperSynthesis.ACTIVATION_BITS - bits)
+    # No finer than the next layer's bias table goes (its biases fit int32).
+    lo = Int8HyperSynthesis.MIN_EXPONENT
+    fo = jnp.clip(fo, lo, lo + bias_tables[i + 1].shape[0] - 1)
+    x = _shift(acc, fo - fw - fx, Int8HyperSynthesis.ACTIVATION_MAX)
+    x = jnp.minimum(x, Int8HyperSynthesis.ACTIVATION_MAX)
+    # Unsigned 8 bits to int8: x - 128 (the next bias table adds 128 sum(w)).
+    x = models.depth_to_space(x - 128).astype(jnp.int8)
+    fx, zero = fo, -128
+
+
+def int8_entropy_parameters(z_Bxhxwxc: jax.Array, arrays: Any, thresholds: jax.Array,
+                            mean_scale: bool) -> tuple[jax.Array, Any]:
+  """`Int8HyperSynthesis` (its `arrays`) on integer z, traceable into a
+  larger computation: (table index, means or None) of y, the index of a
+  scale how many of the ascending integer `thresholds` lie below it (as
+  `entropy_models.scale_indexes`), the means float32 (integers /
+  2**FRACTION_BITS, under 2**22 of them: exact)."""
+  z = jnp.clip(z_Bxhxwxc, -127, 127).astype(jnp.int32)
+  out = _int8_hyper_synthesis(z, *arrays, mean_scale=mean_scale)
+  scales, means = jnp.split(out, 2, axis=-1) if mean_scale else (out, None)
+  index = jnp.searchsorted(thresholds, scales, side='left').astype(jnp.int32)
+  if means is not None:
+    means = means.astype(jnp.float32) * np.float32(2.0 ** -Int8HyperSynthesis.FRACTION_BITS)
+  return index, means
+
+
+_jitted_int8_entropy_parameters = jax.jit(int8_entropy_parameters,
+                                          static_argnames='mean_scale')
+
+
+def _shift(acc, shift_O, limit: int):
+  """floor(acc * 2**shift) per channel, exactly: an arithmetic right shift,
+  or a left shift of acc clipped first so nothing passes +-limit by more
+  than 2**shift (the caller clips)."""
+  left = jnp.clip(shift_O, 0, 24)  # Past 2**24 > limit any value saturates.
+  right = jnp.clip(-shift_O, 0, 31)
+  bound = jnp.right_shift(jnp.int32(limit), left) + 1
+  return jnp.where(shift_O >= 0, jnp.left_shift(jnp.clip(acc, -bound, bound), left),
+                   jnp.right_shift(acc, right))  # Signed: arithmetic.
+
+
+class Int8HyperSynthesis:
+  """`ScaleHyperprior.hyper_synthesis` in 8-bit integers, through XLA: z_hat
+  (integers) to the integer scales (and means) every element of y is coded
+  with, the same on every machine and device (format version 5 onwards;
+  `IntegerHyperSynthesis` computes those of versions 3 and 4).
+
+    hs = Int8HyperSynthesis(model, params)
+    scales_fixed, means_fixed = hs(z_hat_hxwxC)   # int64, / 2**FRACTION_BITS
+
+  Each layer's kernel is rounded to int8 (-127 to 127) at a power-of-two
+  scale per output channel; its input is int8 (z_hat clipped to +-127;
+  the hidden activations unsigned 8 bits, 0 to 255, stored as x - 128 with
+  128 sum(w) folded into the bias); the convolution multiplies int8 by int8
+  and sums in int32 (`preferred_element_type`), and its bias is the
+  float bias rounded at the products' scale (from a table computed on the
+  host in float64, one row per input scale). After each hidden layer's
+  ReLU, the activations are floored to the finest power-of-two scale at
+  which every value fits in 8 bits: a shift chosen from the image's own
+  largest value per channel (integer max and count of leading zeros), so
+  encoder and decoder, having the same integers, choose the same. The last
+  layer's sums are floored to FRACTION_BITS fractional bits.
+
+  Why it is the same everywhere: every step is integer arithmetic (int8
+  products, int32 sums, comparisons, shifts), which XLA defines exactly on
+  every backend; no sum can overflow (the constructor checks fan-in x 128 x
+  127 plus the largest bias against 2**31), so the order in which a
+  backend adds (blocking, threads, SIMD, tiles) cannot matter. It is also
+  exact if a backend computes the convolution in float32 for any part of
+  fan-in up to 1024, whose partial sums stay under 2**24.
+
+  The 8-bit activations cost almost nothing in rate: on Kodak24 the y
+  files of version 5 are within 0.1% of version 4's (docs/codec.md).
+  """
+  FRACTION_BITS = entropy_models.SCALE_FRACTION_BITS
+  WEIGHT_MAX = 127
+  ACTIVATION_BITS = 8
+  ACTIVATION_MAX = (1 << ACTIVATION_BITS) - 1
+  OUTPUT_LIMIT = 1 << 22
+  # The activation scales 2**fx a layer may choose (the bias tables' rows,
+  # up to the finest at which every bias still fits BIAS_LIMIT).
+  MIN_EXPONENT, MAX_EXPONENT = -24, 24
+  BIAS_LIMIT = 1 << 30
+  SUM_LIMIT = 1 << 31
+  CHUNK = 1 << 24  # Values of one im2col block.
+
+  def __init__(self, model: ScaleHyperprior, params: Any):
+    self.mean_scale = model.mean_scale
+    self.latent_features = model.latent_features
+    kernels, tables, exponents = [], [], []
+    for i in range(3):
+      conv = params[f'hyper_synthesis_convs_{i}']
+      kernel = np.asarray(conv['kernel'], np.float64)
+      bias = np.asarray(conv['bias'], np.float64)
+      fw = _weight_exponents(np.max(np.abs(kernel), axis=(0, 1, 2)), self.WEIGHT_MAX)
+      w = np.round(np.ldexp(kernel, fw))
+      rows = np.arange(self.MIN_EXPONENT, self.MAX_EXPONENT + 1)[:, None]
+      b = np.round(np.ldexp(bias, fw + rows))
+      fits = np.all(np.abs(b) <= self.BIAS_LIMIT, axis=1)  # Falls with the row.
+      b = b[:int(np.argmin(fits)) if not fits.all() else len(fits)]
+      fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+      # |acc| <= fan-in 128 x 127 (the products) + the bias + 128 sum(w).
+      if 2 * fan_in * 128 * self.WEIGHT_MAX + self.BIAS_LIMIT >= self.SUM_LIMIT:
+        raise ValueError(f'hyper synthesis layer {i}: a {kernel.shape} kernel '
+                         'is too large for exact int32 sums')
+      if len(b) <= -self.MIN_EXPONENT:
+        raise ValueError(f'hyper synthesis layer {i}: a bias of '
+                         f'{np.max(np.abs(bias)):g} is too large for int32 sums '
+                         'at the scale of its integer inputs')
+      if i > 0:  # Inputs stored as x - 128.
+        b = b + 128 * w.sum(axis=(0, 1, 2))
+      kernels.append(jnp.asarray(w, jnp.int8))
+      tables.append(jnp.asarray(b, jnp.int32))
+      exponents.append(jnp.asarray(fw, jnp.int32))
+    self.kernels, self.bias_tables, self.weight_exponents = kernels, tables, exponents
+
+  @property
+  def arrays(self) -> tuple[list, list, list]:
+    """The integer layers, for `int8_entropy_parameters`."""
+    return self.kernels, self.bias_tables, self.weight_exponents
+
+  def _z(self, z_hat_hxwxC: np.ndarray) -> jax.Array:
+    return jnp.asarray(np.clip(np.asarray(z_hat_hxwxC), -127, 127)[None], jnp.int32)
+
+  def entropy_parameters(self, z_hat_hxwxC: np.ndarray, thresholds: jax.Array
+                         ) -> tuple[np.ndarray, Any]:
+    """(table index int32, means float32 or None) of y's shape
+    (`int8_entropy_parameters`)."""
+    index, means = _jitted_int8_entropy_parameters(
+        self._z(z_hat_hxwxC), self.arrays, thresholds, mean_scale=self.mean_scale)
+    return np.asarray(index)[0], None if means is None else np.asarray(means)[0]
+
+  def __call__(self, z_hat_hxwxC: np.ndarray) -> tuple[np.ndarray, Any]:
+    """(scales, means or None) as int64 arrays of y's shape, in units of
+    2**-FRACTION_BITS."""
+    out = np.asarray(_int8_hyper_synthesis(self._z(z_hat_hxwxC), self.kernels,
+                                           self.bias_tables, self.weight_exponents,
+                                           self.mean_scale))
+    x = out[0].astype(np.int64)
     if self.mean_scale:
       return x[..., :self.latent_features], x[..., self.latent_features:]
     return x, None

@@ -4,7 +4,7 @@
   print(fuzz_aec.summary(report))
 
 Builds real files of every container version (`ae_research.aec`): versions
-1 to 4 with a tiny factorized-prior model, versions 3 and 4 with tiny
+1 to 5 with a tiny factorized-prior model, versions 3 to 5 with tiny
 hyperprior and mean-scale models (two levels of 4 features, a latent of 4,
 freshly initialized with a fixed seed: decoding does not need a trained
 model), gray, gray + alpha, RGB and RGBA (version 1: no alpha), each at a
@@ -125,13 +125,13 @@ def _image(h: int, w: int, c: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_seeds(codecs: dict[str, aec.Codec]) -> list[Seed]:
-  """Valid files of every container version: versions 4, 3 and 2 (gray,
-  RGB, either with alpha) and 1 (no alpha) of the factorized prior,
-  versions 4 and 3 of the hyperpriors, each at every SHAPES size."""
+  """Valid files of every container version: versions 2 to 5 (gray, RGB,
+  either with alpha) and 1 (no alpha) of the factorized prior, versions 3
+  to 5 of the hyperpriors, each at every SHAPES size."""
   rng = np.random.default_rng(0)
   seeds = []
   for model_name, codec in codecs.items():
-    for version in ((1, 2, 3, 4) if not codec.hyper else (3, 4)):
+    for version in aec.READS if not codec.hyper else aec.READS[2:]:
       for channels in ((1, 3) if version == 1 else (1, 2, 3, 4)):
         for h, w in SHAPES:
           data = codec.encode(_image(h, w, channels, rng), version=max(version, 2))

@@ -170,3 +170,81 @@ def test_integer_hyper_synthesis_refuses_kernels_too_wide_to_be_exact():
       kernel=np.tile(kernel, (1, 1, 20000, 1)))  # A fan-in of 9 x 120,000.
   with pytest.raises(ValueError, match='too large for exact integer arithmetic'):
     compression.IntegerHyperSynthesis(model, wide)
+
+
+def _int8_reference(hs, z):
+  """Int8HyperSynthesis's arithmetic in numpy int64 (no XLA): int8 weights
+  and activations, exact sums, per-image activation shifts."""
+  x, fx, zero = np.clip(z.astype(np.int64), -127, 127), 0, 0
+  lo = hs.MIN_EXPONENT
+  for i, (kernel, table, fw) in enumerate(zip(hs.kernels, hs.bias_tables, hs.weight_exponents)):
+    kernel, table, fw = (np.asarray(a, np.int64) for a in (kernel, table, fw))
+    kh, kw = kernel.shape[:2]
+    padded = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)),
+                    constant_values=zero)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), (0, 1))
+    acc = np.einsum('hwcij,ijco->hwo', windows, kernel) + table[fx - lo]
+    if i == len(hs.kernels) - 1:
+      shift = hs.FRACTION_BITS - fw - fx
+      out = np.where(shift >= 0, acc << np.maximum(shift, 0), acc >> np.maximum(-shift, 0))
+      out = np.clip(out, -hs.OUTPUT_LIMIT, hs.OUTPUT_LIMIT)
+      return out if hs.mean_scale else np.maximum(out, 0)
+    acc = np.maximum(acc, 0)
+    bits = np.array([int(v).bit_length() for v in acc.max(axis=(0, 1))])
+    fo = int(np.clip(np.min(fw + fx + 8 - bits), lo, lo + len(hs.bias_tables[i + 1]) - 1))
+    shift = fo - fw - fx
+    x = np.where(shift >= 0, acc << np.maximum(shift, 0), acc >> np.maximum(-shift, 0))
+    x = np.minimum(x, 255)
+    h, w, c = x.shape
+    x = x.reshape(h, w, 2, 2, c // 4).transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, c // 4)
+    x, fx, zero = x - 128, fo, -128
+
+
+@pytest.mark.parametrize('mean_scale', [False, True])
+@pytest.mark.parametrize('shape', [(4, 3), (1, 1), (7, 9)])
+def test_int8_hyper_synthesis_is_exact_integer_arithmetic(mean_scale, shape):
+  """Against numpy int64 at several sizes, a few pixels included (where
+  XLA's CPU int8 convolution went wrong), z past the int8 range too."""
+  model, params = _hyper(mean_scale)
+  hs = compression.Int8HyperSynthesis(model, params)
+  z = np.random.default_rng(5).integers(-200, 201, (*shape, 6))
+  got = np.concatenate([a for a in hs(z) if a is not None], -1)
+  assert got.dtype == np.int64 and got.shape == (4 * shape[0], 4 * shape[1], 10 if mean_scale else 5)
+  np.testing.assert_array_equal(got, _int8_reference(hs, z))
+
+
+def test_int8_hyper_synthesis_does_not_depend_on_the_blocking():
+  model, params = _hyper(True)
+  z = np.random.default_rng(2).integers(-6, 7, (7, 9, 6))
+  want = compression.Int8HyperSynthesis(model, params)(z)
+  small = compression.Int8HyperSynthesis(model, params)
+  small.CHUNK = 1  # One row of im2col at a time, through lax.map.
+  for a, b in zip(small(z), want):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('mean_scale', [False, True])
+def test_int8_hyper_synthesis_follows_the_float_network(mean_scale):
+  """8-bit weights and activations: within a few percent of the output's
+  range of the float network, and as close as the float64 fixed point's
+  outputs are to it, to within the 8-bit steps."""
+  model, params = _hyper(mean_scale)
+  z = np.random.default_rng(1).integers(-4, 5, (3, 5, 6))
+  out = np.asarray(model.apply({'params': params}, jnp.asarray(z[None], jnp.float32),
+                               method='hyper_synthesis'))[0]
+  hs = compression.Int8HyperSynthesis(model, params)
+  got = np.concatenate([a for a in hs(z) if a is not None], -1) / 2.0 ** hs.FRACTION_BITS
+  err = np.abs(got - out)
+  assert err.max() <= 0.03 * np.abs(out).max() + 2.0 ** -hs.FRACTION_BITS
+  assert err.mean() <= 0.005 * np.abs(out).max()
+
+
+def test_int8_hyper_synthesis_refuses_kernels_too_wide_for_int32_sums():
+  model, params = _hyper(False)
+  wide = jax.tree.map(lambda p: p, params)
+  kernel = np.asarray(wide['hyper_synthesis_convs_2']['kernel'])
+  wide['hyper_synthesis_convs_2'] = dict(
+      wide['hyper_synthesis_convs_2'],
+      kernel=np.tile(kernel, (1, 1, 1000, 1)))  # A fan-in of 9 x 6,000.
+  with pytest.raises(ValueError, match='too large for exact int32 sums'):
+    compression.Int8HyperSynthesis(model, wide)

@@ -141,7 +141,7 @@ def test_a_model_of_one_rate_refuses_a_quality_and_writes_setting_0():
 def test_version_3_files_still_decode_and_differ_only_by_the_setting(model):
   fixed = test_codec._codec(model=model)
   image = test_codec._image(30, 40, seed=5)
-  new, old = fixed.encode(image), fixed.encode(image, version=3)
+  new, old = fixed.encode(image, version=4), fixed.encode(image, version=3)
   assert old[3] == 3 and new[3] == 4
   np.testing.assert_array_equal(fixed.decode(old), fixed.decode(new))
   # Version 4 is version 3 with the rate setting (0) after the count byte.
@@ -149,6 +149,25 @@ def test_version_3_files_still_decode_and_differ_only_by_the_setting(model):
   at = count[2]
   assert new[at:at + 1] == b'\x00'
   assert old[4:-4] == new[4:at] + new[at + 1:-4]
+
+
+@pytest.mark.parametrize('model', ['factorized', 'mean_scale'])
+def test_version_4_files_decode_to_the_latent_their_hyper_synthesis_gave(model):
+  """Version 5 changes only how a hyperprior's tables and means are derived
+  (8-bit integers through XLA, not float64 on the host): a version 4 file
+  still decodes to the latent its encoder coded; a factorized model's
+  files differ only in the version byte."""
+  fixed = test_codec._codec(model=model)
+  image = test_codec._image(30, 40, seed=6)
+  new, old = fixed.encode(image), fixed.encode(image, version=4)
+  assert new[3] == 5 and old[3] == 4
+  for data, version in ((new, 5), (old, 4)):
+    symbols = fixed.latent(image, version=version)
+    _, y_hat = fixed.decode_latent(data)
+    want = symbols['y'] if not fixed.hyper else symbols['y'] + symbols['means']
+    np.testing.assert_array_equal(y_hat, want.astype(np.float32))
+  if not fixed.hyper:
+    assert new[:3] + new[4:-4] == old[:3] + old[4:-4]
 
 
 def test_a_variable_rate_model_refuses_files_without_a_setting(codec):
