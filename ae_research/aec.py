@@ -94,6 +94,9 @@ VERSION = 5
 READS = (1, 2, 3, 4, 5)  # Versions this decoder reads.
 # The first version whose hyperprior tables come from Int8HyperSynthesis.
 INT8_VERSION = 5
+# The first version coded with asymmetric numeral systems (a range coder
+# before).
+ANS_VERSION = 5
 # The rate setting: a quality in these units (tenths).
 QUALITY_STEPS = 10
 MAX_SETTING = int(compression.MAX_QUALITY * QUALITY_STEPS)
@@ -213,12 +216,12 @@ def _compiled(model):
            if isinstance(model, compression.ScaleHyperprior) else None)
 
   @jax.jit
-  def code(v, y_hxwxk, gain_k, arrays, thresholds):
+  def code(v, y_hxwxk, gain_k, arrays, index_lookup):
     """What a version 5 file codes, from y: (z, q, table, means)."""
     y = y_hxwxk[None] * gain_k.reshape(1, 1, 1, -1)
     z = jnp.round(model.apply(v, y, method='hyper_latent')).astype(jnp.int32)
     table, means = compression.int8_entropy_parameters(
-        z, arrays, thresholds, mean_scale=model.mean_scale)
+        z, arrays, index_lookup, mean_scale=model.mean_scale)
     means = jnp.zeros_like(y) if means is None else means
     return z[0], jnp.round(y - means).astype(jnp.int32)[0], table[0], means[0]
 
@@ -246,7 +249,7 @@ def _grouped(table: np.ndarray) -> tuple[np.ndarray, list[int], np.ndarray]:
   by radix, in linear time)."""
   top = table.max(initial=0)
   small = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
-  order = np.argsort(table.astype(small), kind='stable')
+  order = np.argsort(table.astype(small, copy=False), kind='stable')
   counts = np.bincount(table, minlength=1)
   used = np.flatnonzero(counts)
   return order, used.tolist(), counts[used]
@@ -262,39 +265,54 @@ class _Tables:
     self.models = [constriction.stream.model.Categorical(
         np.asarray(p, np.float64), perfect=False) for p in pmfs]
 
-  def encode(self, values: np.ndarray, table: np.ndarray) -> tuple[bytes, list]:
+  def encode(self, values: np.ndarray, table: np.ndarray, ans: bool = True
+             ) -> tuple[bytes, list]:
     """Values (int) each coded with its table's model, grouped by table in
-    order, raster order within; (payload, escaped values)."""
+    order, raster order within, by asymmetric numeral systems (`ans`,
+    format version 5) or a range coder (versions 1 to 4); (payload,
+    escaped values)."""
     order, used, counts = _grouped(table.ravel())
     values = values.ravel()[order].astype(np.int64)
     index = values - np.repeat(self.offsets[used], counts)
     size = np.repeat(self.sizes[used], counts)
     escaped = (index < 0) | (index >= size)
     index = np.where(escaped, size, index).astype(np.int32)
-    encoder = constriction.stream.queue.RangeEncoder()
-    for t, part in zip(used, np.split(index, np.cumsum(counts)[:-1])):
-      encoder.encode(part, self.models[t])
+    parts = list(zip(used, np.split(index, np.cumsum(counts)[:-1])))
+    if ans:  # A stack: the last group pushed first, each in reverse.
+      encoder = constriction.stream.stack.AnsCoder()
+      for t, part in reversed(parts):
+        encoder.encode_reverse(part, self.models[t])
+    else:
+      encoder = constriction.stream.queue.RangeEncoder()
+      for t, part in parts:
+        encoder.encode(part, self.models[t])
     return encoder.get_compressed().astype('<u4').tobytes(), values[escaped].tolist()
 
-  def decode(self, payload: np.ndarray, escapes: list, table: np.ndarray) -> np.ndarray:
+  def decode(self, payload: np.ndarray, escapes: list, table: np.ndarray,
+             ans: bool = True) -> np.ndarray:
     """encode's inverse, given the same tables per value."""
     order, used, counts = _grouped(table.ravel())
     try:
-      decoder = constriction.stream.queue.RangeDecoder(payload)
+      decoder = (constriction.stream.stack.AnsCoder(payload) if ans else
+                 constriction.stream.queue.RangeDecoder(payload))
       index = np.concatenate([decoder.decode(self.models[t], int(n))
                               for t, n in zip(used, counts)] or [np.zeros(0, np.int32)])
     except Exception as e:  # pylint: disable=broad-except
       raise CodecError(f'malformed payload: {e}') from e
-    index = index.astype(np.int64)
-    escaped = index == np.repeat(self.sizes[used], counts)
-    n = int(escaped.sum())
+    if ans and not decoder.is_empty():
+      raise CodecError('malformed payload: data left after the last value')
+    # int32 throughout (escaped values are under MAX_ESCAPE): half the
+    # memory traffic of int64.
+    index = index.astype(np.int32, copy=False)
+    escaped = index == np.repeat(self.sizes[used].astype(np.int32), counts)
+    n = int(np.count_nonzero(escaped))
     if n > len(escapes):
       raise CodecError('malformed file: more escaped values coded than stored')
     if n != len(escapes):
       raise CodecError('malformed file: escaped values left over')
-    values = index + np.repeat(self.offsets[used], counts)
+    values = index + np.repeat(self.offsets[used].astype(np.int32), counts)
     values[escaped] = escapes
-    out = np.empty(table.size, np.int64)
+    out = np.empty(table.size, np.int32)
     out[order] = values
     return out.reshape(table.shape)
 
@@ -382,8 +400,7 @@ class Codec:
       self.hyper_synthesis = compression.Int8HyperSynthesis(model, self.params)
       self._float64_hyper_synthesis = None  # Versions 3 and 4, made when needed.
       self.scale_table, self.tables_y = _gaussian_tables()
-      # The table index of a scale: how many of these lie below it.
-      self._thresholds = jnp.asarray(self.scale_table[:-1], jnp.int32)
+      self._index_lookup = jnp.asarray(entropy_models.scale_index_lookup(self.scale_table))
       self.tables_z = _flat_tables(model, self.params, exact=True)
     else:
       self.tables_y = _flat_tables(model, self.params, exact=True)
@@ -464,7 +481,7 @@ class Codec:
             if self.variable_rate else np.ones(y.shape[-1], np.float32))
     if self.hyper and version >= INT8_VERSION:  # One XLA computation.
       z, q, table, means = (np.asarray(a) for a in self._code(
-          self.variables, y, gain, self.hyper_synthesis.arrays, self._thresholds))
+          self.variables, y, gain, self.hyper_synthesis.arrays, self._index_lookup))
       return {'z': z.astype(np.int64), 'y': q.astype(np.int64), 'table': table,
               'means': means}
     y = y * gain
@@ -482,7 +499,7 @@ class Codec:
     format `version` derives them: the same on every machine. The means
     are integers / 2**FRACTION_BITS (under 2**22 of them), exact in float32."""
     if version >= INT8_VERSION:
-      table, means = self.hyper_synthesis.entropy_parameters(z, self._thresholds)
+      table, means = self.hyper_synthesis.entropy_parameters(z, self._index_lookup)
       return table, np.zeros(table.shape, np.float32) if means is None else means
     if self._float64_hyper_synthesis is None:
       self._float64_hyper_synthesis = compression.IntegerHyperSynthesis(
@@ -558,7 +575,8 @@ class Codec:
     """(file, quality) of a variable-rate model: the highest quality (in
     tenths) whose file is at most `bpp` bits per pixel, found in at most
     `max_encodes` encodes (the analysis runs once); the lowest quality if
-    even that is over. Rates rise with the quality; the search interpolates
+    even that is over. Files grow by 32-bit words, so several qualities
+    can code to the same size; the search may end on any of those. Rates rise with the quality; the search interpolates
     log(bpp) between the qualities that bracket the target."""
     self._check_image(image)
     if not self.variable_rate:
@@ -627,12 +645,13 @@ class Codec:
   def _file(self, image: np.ndarray, symbols: dict, setting: int,
             version: int) -> bytes:
     h, w, channels = image.shape
+    ans = version >= ANS_VERSION
     if self.hyper:
-      sections = [self.tables_z.encode(symbols['z'], _per_channel(symbols['z'].shape)),
-                  self.tables_y.encode(symbols['y'], symbols['table'])]
+      sections = [self.tables_z.encode(symbols['z'], _per_channel(symbols['z'].shape), ans),
+                  self.tables_y.encode(symbols['y'], symbols['table'], ans)]
     else:
       tables = self.tables_y if version >= 3 else self._legacy_tables()
-      sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape))]
+      sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape), ans)]
     body = [MAGIC, bytes([version]), self.id, varint(h), varint(w), bytes([channels])]
     if version >= 3:
       body.append(bytes([len(sections)]))
@@ -729,18 +748,19 @@ class Codec:
     variable-rate model's gained latent, before its inverse gain). A file
     stating more than `max_pixels` pixels (None: MAX_PIXELS) is refused."""
     f = self.parse(data, max_pixels)
+    ans = f['version'] >= ANS_VERSION
     lh = -(-f['height'] // self.multiple) * (self.multiple // self.latent_multiple)
     lw = -(-f['width'] // self.multiple) * (self.multiple // self.latent_multiple)
     y_shape = (lh, lw, self.latent_features)
     if not self.hyper:
       tables = self.tables_y if f['version'] >= 3 else self._legacy_tables()
-      q = tables.decode(*f['sections'][0], _per_channel(y_shape))
+      q = tables.decode(*f['sections'][0], _per_channel(y_shape), ans)
       return f, q.astype(np.float32)
     step = self.multiple // self.latent_multiple
     z_shape = (lh // step, lw // step, self.tables_z.sizes.shape[0])
-    z = self.tables_z.decode(*f['sections'][0], _per_channel(z_shape))
+    z = self.tables_z.decode(*f['sections'][0], _per_channel(z_shape), ans)
     table, means = self.entropy_parameters(z, f['version'])
-    q = self.tables_y.decode(*f['sections'][1], table)
+    q = self.tables_y.decode(*f['sections'][1], table, ans)
     # One float32 rounding of the exact q + mean (both exact in float32):
     # what float64 and then float32 gave, bit for bit.
     return f, q.astype(np.float32) + means

@@ -569,17 +569,17 @@ def _int8_hyper_synthesis(z_1xhxwxC, kernels, bias_tables, weight_exponents,
     fx, zero = fo, -128
 
 
-def int8_entropy_parameters(z_Bxhxwxc: jax.Array, arrays: Any, thresholds: jax.Array,
+def int8_entropy_parameters(z_Bxhxwxc: jax.Array, arrays: Any, index_lookup: jax.Array,
                             mean_scale: bool) -> tuple[jax.Array, Any]:
   """`Int8HyperSynthesis` (its `arrays`) on integer z, traceable into a
-  larger computation: (table index, means or None) of y, the index of a
-  scale how many of the ascending integer `thresholds` lie below it (as
-  `entropy_models.scale_indexes`), the means float32 (integers /
+  larger computation: (table index, means or None) of y; the index of a
+  scale is `index_lookup` at the scale clipped to its length
+  (`entropy_models.scale_index_lookup`), the means float32 (integers /
   2**FRACTION_BITS, under 2**22 of them: exact)."""
   z = jnp.clip(z_Bxhxwxc, -127, 127).astype(jnp.int32)
   out = _int8_hyper_synthesis(z, *arrays, mean_scale=mean_scale)
   scales, means = jnp.split(out, 2, axis=-1) if mean_scale else (out, None)
-  index = jnp.searchsorted(thresholds, scales, side='left').astype(jnp.int32)
+  index = index_lookup[jnp.clip(scales, 0, index_lookup.shape[0] - 1)]
   if means is not None:
     means = means.astype(jnp.float32) * np.float32(2.0 ** -Int8HyperSynthesis.FRACTION_BITS)
   return index, means
@@ -683,12 +683,12 @@ class Int8HyperSynthesis:
   def _z(self, z_hat_hxwxC: np.ndarray) -> jax.Array:
     return jnp.asarray(np.clip(np.asarray(z_hat_hxwxC), -127, 127)[None], jnp.int32)
 
-  def entropy_parameters(self, z_hat_hxwxC: np.ndarray, thresholds: jax.Array
+  def entropy_parameters(self, z_hat_hxwxC: np.ndarray, index_lookup: jax.Array
                          ) -> tuple[np.ndarray, Any]:
-    """(table index int32, means float32 or None) of y's shape
+    """(table index, means float32 or None) of y's shape
     (`int8_entropy_parameters`)."""
     index, means = _jitted_int8_entropy_parameters(
-        self._z(z_hat_hxwxC), self.arrays, thresholds, mean_scale=self.mean_scale)
+        self._z(z_hat_hxwxC), self.arrays, index_lookup, mean_scale=self.mean_scale)
     return np.asarray(index)[0], None if means is None else np.asarray(means)[0]
 
   def __call__(self, z_hat_hxwxC: np.ndarray) -> tuple[np.ndarray, Any]:

@@ -343,6 +343,14 @@ def scale_indexes(scales_fixed: np.ndarray, table: np.ndarray) -> np.ndarray:
   return np.searchsorted(thresholds, scales_fixed, side='left').astype(np.int64)
 
 
+def scale_index_lookup(table: np.ndarray) -> np.ndarray:
+  """`scale_indexes` of every integer scale from 0 to one past the last
+  threshold (uint8): a scale clipped to that range indexes it to its
+  table, in one gather."""
+  thresholds = np.asarray(table[:-1], np.int64)
+  return scale_indexes(np.arange(int(thresholds[-1]) + 2), table).astype(np.uint8)
+
+
 def gaussian_tables(table: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
   """(half_ranges [S], pmfs) for the coding scales `table`: table s codes
   symbol q (an integer, the value minus its mean, rounded) as index

@@ -153,10 +153,10 @@ def test_version_3_files_still_decode_and_differ_only_by_the_setting(model):
 
 @pytest.mark.parametrize('model', ['factorized', 'mean_scale'])
 def test_version_4_files_decode_to_the_latent_their_hyper_synthesis_gave(model):
-  """Version 5 changes only how a hyperprior's tables and means are derived
-  (8-bit integers through XLA, not float64 on the host): a version 4 file
-  still decodes to the latent its encoder coded; a factorized model's
-  files differ only in the version byte."""
+  """Version 5 derives a hyperprior's tables and means otherwise (8-bit
+  integers through XLA, not float64 on the host) and codes with ANS, not a
+  range coder: a version 4 file still decodes to the latent its encoder
+  coded; a factorized model's two files to the same image."""
   fixed = test_codec._codec(model=model)
   image = test_codec._image(30, 40, seed=6)
   new, old = fixed.encode(image), fixed.encode(image, version=4)
@@ -166,8 +166,9 @@ def test_version_4_files_decode_to_the_latent_their_hyper_synthesis_gave(model):
     _, y_hat = fixed.decode_latent(data)
     want = symbols['y'] if not fixed.hyper else symbols['y'] + symbols['means']
     np.testing.assert_array_equal(y_hat, want.astype(np.float32))
+  assert new[4:] != old[4:]
   if not fixed.hyper:
-    assert new[:3] + new[4:-4] == old[:3] + old[4:-4]
+    np.testing.assert_array_equal(fixed.decode(new), fixed.decode(old))
 
 
 def test_a_variable_rate_model_refuses_files_without_a_setting(codec):
@@ -195,9 +196,11 @@ def test_a_target_rate_is_reached_in_at_most_8_encodes(codec, fraction):
   assert len(settings) <= aec.MAX_SEARCH_ENCODES
   assert codec.quality_of(data) == quality and data == codec.encode(image, quality=quality)
   assert 8 * len(data) / pixels <= target
-  # The next tenth of quality is over the target: the highest that fits.
+  # The next tenth of quality is over the target, or codes to a file of the
+  # same size (files grow by 32-bit words: a plateau): no more rate to gain.
   if quality < 100:
-    assert 8 * len(codec.encode(image, quality=quality + 0.1)) / pixels > target
+    after = len(codec.encode(image, quality=quality + 0.1))
+    assert 8 * after / pixels > target or after == len(data)
 
 
 def test_targets_beyond_the_range_give_its_ends(codec):
