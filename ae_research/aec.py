@@ -19,8 +19,11 @@ file (format version 5; versions 1 to 4 still decode):
   | the rate setting (varint; version 4): a variable-rate model's quality in
     tenths (0 to 1000; `compression.RateGains`), 0 for a model of one rate
   | per latent: number of escaped values (varint), payload length in 32-bit
-    words (varint), the range-coded payload (constriction), the escaped
-    values (zigzag varints)
+    words (varint), the payload (constriction: ANS from version 5, a range
+    coder before), the escaped values (zigzag varints); for y of a
+    hyperprior (version 5) then the listed values: how many (varint), and
+    per nonzero value of the narrowest table its position among that
+    table's values after the previous one's and the value (varints)
   | with alpha: its length (varint) and the alpha plane, zlib-compressed
     (lossless)
   | CRC-32 of everything before (4 bytes)
@@ -30,11 +33,14 @@ the hyperpriors) is coded channel by channel; y of a hyperprior model
 element by element with the Gaussian table its scale selects, grouped by
 table. Versions 1 and 2 had one latent and no count byte (version 1 no
 alpha), and their tables were computed with numpy's own exp and tanh;
-version 3 had no rate setting. Version 5 is laid out as version 4; what
-changed is how a hyperprior model's decoder derives y's tables and means
-from z: in 8-bit integers through XLA (`compression.Int8HyperSynthesis`,
-about 7 times faster) where versions 3 and 4 use float64 on the host
-(`compression.IntegerHyperSynthesis`), which still decodes their files.
+version 3 had no rate setting. Version 5 codes with ANS (a stack: the
+last table's values are pushed first) and lists the narrowest table's
+nonzero values instead of coding that table (scale 0.11: zero with
+probability 1 - 6e-6, yet 40 to 55% of y), and a hyperprior model's
+decoder derives y's tables and means from z in 8-bit integers through XLA
+(`compression.Int8HyperSynthesis`) where versions 3 and 4 use float64 on
+the host (`compression.IntegerHyperSynthesis`), which still decodes their
+files. Together: everything but the networks 5 to 7 times faster.
 
 The rate setting is an integer, and nothing the range decoder depends on is
 derived from it: a variable-rate model's hyper synthesis predicts the
@@ -44,12 +50,12 @@ the inverse gain the decoded latent is multiplied by before the synthesis.
 What is guaranteed: a file of version 3 or later decodes to the same integer latents
 on every machine with IEEE 754 float64 (any CPU, any accelerator, any
 thread count or XLA flags, whole images or tiles, one image or several),
-because everything the range decoder depends on is computed on the host
-in exact or fully specified arithmetic: the tables (`entropy_models`,
+because everything the entropy decoder depends on is computed in exact
+or fully specified arithmetic: the tables (`entropy_models`,
 `Exact`), and for the hyperpriors the scales and means of y (integer
 arithmetic, `compression.Int8HyperSynthesis`, or for versions 3 and 4
-`IntegerHyperSynthesis`); y's values are then q + mean,
-computed in float64 and rounded to float32. What is not: the decoded
+`IntegerHyperSynthesis`); y's values are then q + mean, exact,
+rounded once to float32. What is not: the decoded
 pixels come from the synthesis network in floating point on whatever
 device runs it, so two machines can differ by floating-point rounding
 (in the tests, at most 1 in 8 bits at the rare pixel). Versions 1 and 2 are
@@ -97,6 +103,10 @@ INT8_VERSION = 5
 # The first version coded with asymmetric numeral systems (a range coder
 # before).
 ANS_VERSION = 5
+# The first version in which a hyperprior's y lists the nonzero values of
+# the narrowest table (scale 0.11: zero with probability 1 - 6e-6) instead
+# of coding them all.
+LISTED_VERSION = 5
 # The rate setting: a quality in these units (tenths).
 QUALITY_STEPS = 10
 MAX_SETTING = int(compression.MAX_QUALITY * QUALITY_STEPS)
@@ -265,14 +275,21 @@ class _Tables:
     self.models = [constriction.stream.model.Categorical(
         np.asarray(p, np.float64), perfect=False) for p in pmfs]
 
-  def encode(self, values: np.ndarray, table: np.ndarray, ans: bool = True
-             ) -> tuple[bytes, list]:
+  def encode(self, values: np.ndarray, table: np.ndarray, ans: bool = True,
+             listed: bool = False) -> tuple[bytes, list, Any]:
     """Values (int) each coded with its table's model, grouped by table in
     order, raster order within, by asymmetric numeral systems (`ans`,
     format version 5) or a range coder (versions 1 to 4); (payload,
-    escaped values)."""
+    escaped values, listed). With `listed`, table 0's values are not
+    coded: listed is (positions among them, values) of its nonzero ones."""
     order, used, counts = _grouped(table.ravel())
     values = values.ravel()[order].astype(np.int64)
+    found = None
+    if listed:
+      n = int(counts[0]) if used and used[0] == 0 else 0
+      nonzero = np.flatnonzero(values[:n])
+      found = (nonzero, values[nonzero])
+      values, used, counts = values[n:], used[1 if n else 0:], counts[1 if n else 0:]
     index = values - np.repeat(self.offsets[used], counts)
     size = np.repeat(self.sizes[used], counts)
     escaped = (index < 0) | (index >= size)
@@ -286,12 +303,24 @@ class _Tables:
       encoder = constriction.stream.queue.RangeEncoder()
       for t, part in parts:
         encoder.encode(part, self.models[t])
-    return encoder.get_compressed().astype('<u4').tobytes(), values[escaped].tolist()
+    return (encoder.get_compressed().astype('<u4').tobytes(), values[escaped].tolist(),
+            found)
 
   def decode(self, payload: np.ndarray, escapes: list, table: np.ndarray,
-             ans: bool = True) -> np.ndarray:
-    """encode's inverse, given the same tables per value."""
+             ans: bool = True, listed: Any = None) -> np.ndarray:
+    """encode's inverse, given the same tables per value (and, where
+    encode listed table 0's nonzero values, that list)."""
     order, used, counts = _grouped(table.ravel())
+    first = None  # Table 0's values, when listed.
+    if listed is not None:
+      n = int(counts[0]) if used and used[0] == 0 else 0
+      positions, values = listed
+      if len(positions) and positions[-1] >= n:
+        raise CodecError(f'malformed file: a listed value at position '
+                         f'{positions[-1]} of {n}')
+      first = np.zeros(n, np.int32)
+      first[positions] = values
+      used, counts = used[1 if n else 0:], counts[1 if n else 0:]
     try:
       decoder = (constriction.stream.stack.AnsCoder(payload) if ans else
                  constriction.stream.queue.RangeDecoder(payload))
@@ -313,7 +342,7 @@ class _Tables:
     values = index + np.repeat(self.offsets[used].astype(np.int32), counts)
     values[escaped] = escapes
     out = np.empty(table.size, np.int32)
-    out[order] = values
+    out[order] = values if first is None else np.concatenate([first, values])
     return out.reshape(table.shape)
 
 
@@ -332,8 +361,10 @@ def _flat_tables(model: Any, params: Any, exact: bool) -> _Tables:
   return _Tables(offsets, [len(p) - 1 for p in pmfs], pmfs)
 
 
-def _read_section(r: _Reader, name: str) -> tuple[np.ndarray, list[int]]:
-  """One coded latent's escaped values and range-coder payload."""
+def _read_section(r: _Reader, name: str, listed: int = 0) -> tuple:
+  """One coded latent's payload, escaped values and (`listed`: the number
+  of the latent's values, which bounds the positions) listed values
+  (positions, values)."""
   num_escapes = r.varint(f'number of escaped values of {name}')
   words = r.varint(f'payload length of {name}')
   payload = np.frombuffer(r.take(4 * words, f'payload of {name}'),
@@ -345,7 +376,22 @@ def _read_section(r: _Reader, name: str) -> tuple[np.ndarray, list[int]]:
     if abs(v) > MAX_ESCAPE:
       raise CodecError(f'malformed file: escaped latent value {v}')
     escapes.append(v)
-  return payload, escapes
+  if not listed:
+    return payload, escapes, None
+  count = r.varint(f'number of listed values of {name}')
+  positions, values, at = [], [], -1
+  for _ in range(count):
+    at += 1 + r.varint(f'listed positions of {name}')
+    if at >= listed:
+      raise CodecError(f'malformed file: a listed value at position {at} of '
+                       f'{name}\'s {listed} values')
+    z = r.varint(f'listed values of {name}')
+    v = (z >> 1) ^ -(z & 1)
+    if abs(v) > MAX_ESCAPE:
+      raise CodecError(f'malformed file: listed latent value {v}')
+    positions.append(at)
+    values.append(v)
+  return payload, escapes, (np.asarray(positions, np.int64), np.asarray(values, np.int32))
 
 
 def _read_alpha(r: _Reader, h: int, w: int) -> np.ndarray:
@@ -648,7 +694,8 @@ class Codec:
     ans = version >= ANS_VERSION
     if self.hyper:
       sections = [self.tables_z.encode(symbols['z'], _per_channel(symbols['z'].shape), ans),
-                  self.tables_y.encode(symbols['y'], symbols['table'], ans)]
+                  self.tables_y.encode(symbols['y'], symbols['table'], ans,
+                                       listed=version >= LISTED_VERSION)]
     else:
       tables = self.tables_y if version >= 3 else self._legacy_tables()
       sections = [tables.encode(symbols['y'], _per_channel(symbols['y'].shape), ans)]
@@ -657,9 +704,14 @@ class Codec:
       body.append(bytes([len(sections)]))
     if version >= 4:
       body.append(varint(setting))
-    for payload, escapes in sections:
+    for payload, escapes, listed in sections:
       body += [varint(len(escapes)), varint(len(payload) // 4), payload]
       body += [varint(_zigzag(v)) for v in escapes]
+      if listed is not None:
+        positions, values = listed
+        gaps = np.diff(positions, prepend=-1) - 1
+        body.append(varint(len(positions)))
+        body += [varint(int(g)) + varint(_zigzag(int(v))) for g, v in zip(gaps, values)]
     body = b''.join(body)
     if channels in (2, 4):
       alpha = zlib.compress(np.ascontiguousarray(image[..., -1]).tobytes(), 9)
@@ -726,7 +778,10 @@ class Codec:
       raise CodecError(f'malformed header: rate setting {setting}; this model '
                        + (f'codes 0 to {MAX_SETTING}' if self.variable_rate
                           else 'codes one rate (0)'))
-    sections = [_read_section(r, name)
+    lh, lw = self._latent_size(h, w)
+    listed = (lh * lw * self.latent_features
+              if self.hyper and version >= LISTED_VERSION else 0)
+    sections = [_read_section(r, name, listed=listed if name == 'y' else 0)
                 for name in (['z', 'y'] if self.hyper else ['y'])]
     alpha = _read_alpha(r, h, w) if channels in (2, 4) else None
     if r.pos != len(body):
@@ -738,8 +793,13 @@ class Codec:
            'setting': setting, 'alpha': alpha, 'sections': sections,
            'fields': fields}
     # The latent's escapes (kept under their former name).
-    out['payload'], out['escapes'] = sections[-1]
+    out['payload'], out['escapes'], _ = sections[-1]
     return out
+
+  def _latent_size(self, h: int, w: int) -> tuple[int, int]:
+    """y's height and width for an image of h x w (padded to `multiple`)."""
+    cells = self.multiple // self.latent_multiple
+    return -(-h // self.multiple) * cells, -(-w // self.multiple) * cells
 
   def decode_latent(self, data: bytes, max_pixels: Optional[int] = None
                     ) -> tuple[dict[str, Any], np.ndarray]:
@@ -749,18 +809,17 @@ class Codec:
     stating more than `max_pixels` pixels (None: MAX_PIXELS) is refused."""
     f = self.parse(data, max_pixels)
     ans = f['version'] >= ANS_VERSION
-    lh = -(-f['height'] // self.multiple) * (self.multiple // self.latent_multiple)
-    lw = -(-f['width'] // self.multiple) * (self.multiple // self.latent_multiple)
+    lh, lw = self._latent_size(f['height'], f['width'])
     y_shape = (lh, lw, self.latent_features)
     if not self.hyper:
       tables = self.tables_y if f['version'] >= 3 else self._legacy_tables()
-      q = tables.decode(*f['sections'][0], _per_channel(y_shape), ans)
+      q = tables.decode(*f['sections'][0][:2], _per_channel(y_shape), ans)
       return f, q.astype(np.float32)
     step = self.multiple // self.latent_multiple
     z_shape = (lh // step, lw // step, self.tables_z.sizes.shape[0])
-    z = self.tables_z.decode(*f['sections'][0], _per_channel(z_shape), ans)
+    z = self.tables_z.decode(*f['sections'][0][:2], _per_channel(z_shape), ans)
     table, means = self.entropy_parameters(z, f['version'])
-    q = self.tables_y.decode(*f['sections'][1], table, ans)
+    q = self.tables_y.decode(*f['sections'][1][:2], table, ans, f['sections'][1][2])
     # One float32 rounding of the exact q + mean (both exact in float32):
     # what float64 and then float32 gave, bit for bit.
     return f, q.astype(np.float32) + means

@@ -29,9 +29,11 @@ bits (`entropy_models.bits`), no model sums them itself:
 Training adds uniform noise in place of rounding, so lambda in
 `lambda * 255^2 * MSE + bpp` picks the quality. The codec
 (`ae_research.aec`) codes the rounded latents; what it needs from the
-hyperprior models is `IntegerHyperSynthesis`: the hyper synthesis network
-in fixed-point integers, so the tables every element of `y` is coded with
-are computed identically on any machine (its docstring says why).
+hyperprior models is the hyper synthesis network in integers, so the tables
+every element of `y` is coded with are computed identically on any machine
+(the docstrings say why): `Int8HyperSynthesis` (8-bit, through XLA; format
+version 5) and `IntegerHyperSynthesis` (float64 fixed point on the host;
+versions 3 and 4).
 """
 
 import functools
@@ -630,8 +632,8 @@ class Int8HyperSynthesis:
   exact if a backend computes the convolution in float32 for any part of
   fan-in up to 1024, whose partial sums stay under 2**24.
 
-  The 8-bit activations cost almost nothing in rate: on Kodak24 the y
-  files of version 5 are within 0.1% of version 4's (docs/codec.md).
+  The 8-bit arithmetic costs almost nothing in rate (docs/codec.md gives
+  version 5's file sizes against version 4's).
   """
   FRACTION_BITS = entropy_models.SCALE_FRACTION_BITS
   WEIGHT_MAX = 127

@@ -351,6 +351,14 @@ class Target:
       for name, codec in self.codecs.items():
         if codec.id != self.ids[name]:
           raise RuntimeError(f'worker: the {name} model is not the parent\'s')
+      # Each model, version and seed size decoded once, before the first input: the
+      # XLA computations they compile (or load from the shared cache) are a
+      # cache of the worker, not memory an input made it allocate.
+      done = set()
+      for seed in self.seeds:
+        if (seed.model, seed.version, seed.shape[:2]) not in done:
+          done.add((seed.model, seed.version, seed.shape[:2]))
+          self.codecs[seed.model].decode(seed.data)
 
   def make(self, index: int) -> Mutation:
     return mutate(self.seeds, self.seed, index)

@@ -3,6 +3,7 @@ r"""Which variable-rate codec, at which budget: Kodak quality against minutes.
   python -m experiments.codec_budget train --only=small      # one, resumable
   python -m experiments.codec_budget train                   # every architecture
   python -m experiments.codec_budget report --out=docs       # the plot and table
+  python -m experiments.codec_budget rate                    # steps/s, machine idle
   python -m experiments.codec_budget train --budget=smoke --runs=/tmp/b   # seconds
 
 Each architecture is one variable-rate mean-scale model
@@ -10,11 +11,14 @@ Each architecture is one variable-rate mean-scale model
 trained on T91 + CBSD432 (../shared/trainsets, by path) for about two
 hours of 2 CPU cores (the steps measured for each), evaluated during
 training on kodim01-06 at five qualities: the training loop records each
-quality's PSNR and bpp against minutes (`eval_history.jsonl`). `report`
-turns the histories into PSNR at three qualities and the BD-rate against
+quality's PSNR and bpp at its step (`eval_history.jsonl`). `report` turns
+the histories into PSNR at three qualities and the BD-rate against
 Pillow's JPEG on the same six images, both against minutes of training
 (`codec_budget.png`, `codec_budget.md`), so the default is chosen from where
-the curves are after two hours, not from the first minutes.
+the curves are after two hours, not from the first minutes. The minutes
+are steps at each architecture's rate measured on an idle machine (`rate`;
+ARCHS records it), not the wall clock, which counts whatever else shared
+the machine during a run.
 
 `per_lambda` trains the equal-compute comparison: three fixed-rate models of
 the same architecture at the lambdas of qualities 0, 50 and 100, each for a
@@ -26,8 +30,10 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from typing import Optional, Sequence
 
 from matplotlib.figure import Figure
@@ -50,6 +56,11 @@ class Arch:
   variant: str  # configs/compress.py variants.
   overrides: tuple[str, ...]
   steps: int  # About two hours on 2 CPU cores.
+  # Training steps per second on 2 CPU cores with nothing else running
+  # (`python -m experiments.codec_budget rate`): the report's minutes are
+  # steps at this rate, not the wall clock of a machine shared with other
+  # work.
+  steps_per_second: float
   evals: int = 8
 
 
@@ -58,14 +69,15 @@ class Arch:
 # other two estimated from their compute until measured.
 ARCHS = (
     Arch('small', 'three levels of 64 channels, M=64, N=64 (the default)',
-         'variable', (), steps=36000),  # 5.3 steps/s measured.
+         'variable', (), steps=36000, steps_per_second=5.3),
     Arch('mid', 'four levels of 96 channels, M=128, N=96',
          'variable', ('--config.model.features=(96,96,96,96)',
                       '--config.model.latent_features=128',
-                      '--config.compress.hyper_features=96'), steps=14000),
+                      '--config.compress.hyper_features=96'), steps=14000,
+         steps_per_second=2.0),
     Arch('published', 'the published low-rate size: four levels of 128, '
          'M=192, N=128', 'variable,n128', ('--config.patch_size=128',),
-         steps=9000),
+         steps=9000, steps_per_second=1.25),
 )
 BY_NAME = {a.name: a for a in ARCHS}
 
@@ -134,15 +146,17 @@ def cmd_train(chosen: list[Arch], args: argparse.Namespace, per_lambda: bool) ->
 # The report.
 
 
-def history_curves(history: list[dict]) -> list[tuple[float, list[dict]]]:
+def history_curves(history: list[dict], steps_per_second: float
+                   ) -> list[tuple[float, list[dict]]]:
   """(minutes, the curve {'bpp', 'psnr', 'quality'} per quality) of each
-  evaluation a variable-rate run recorded."""
+  evaluation a variable-rate run recorded; minutes are its steps at
+  `steps_per_second`."""
   out = []
   for row in history:
     points = [{'quality': q, 'bpp': row[f'bpp_q{q:g}'], 'psnr': row[f'psnr_q{q:g}']}
               for q in QUALITIES if f'psnr_q{q:g}' in row]
     if points:
-      out.append((row['train_minutes'], points))
+      out.append((row['step'] / steps_per_second / 60, points))
   return out
 
 
@@ -162,7 +176,7 @@ def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
   found = {}
   for arch in chosen:
     workdir = os.path.join(args.runs, arch.name)
-    history = history_curves(train.read_history(workdir))
+    history = history_curves(train.read_history(workdir), arch.steps_per_second)
     if not history:
       raise errors.UserError(f'{workdir} has no evaluations of a variable-rate '
                              'run yet: train it first (experiments.codec_budget '
@@ -238,9 +252,43 @@ def equal_compute(chosen: list[Arch], runs: str) -> list[str]:
   return lines
 
 
+RATE_STEPS = 400  # Timed after the first (compiling) logged steps.
+_PROGRESS = re.compile(r'step (\d+)/\d+ .*images/s ([\d.]+)')
+
+
+def measure_rate(arch: Arch, shared: str, smoke: bool) -> float:
+  """Training steps per second of an architecture: RATE_STEPS steps of its
+  run in a scratch workdir, the median images/s of the last three logged
+  intervals over the batch size. Run it with nothing else on the machine."""
+  steps = 12 if smoke else RATE_STEPS
+  with tempfile.TemporaryDirectory() as scratch:
+    args = train_args(arch, scratch, shared, smoke) + [
+        f'--config.num_train_steps={steps}', f'--config.log_every_steps={steps // 6}',
+        f'--config.eval_every_steps={steps + 1}',
+        f'--config.checkpoint_every_steps={steps}', '--config.num_eval_examples=1']
+    command = [sys.executable, '-m', 'ae_research.main', *args]
+    out = subprocess.run(command, capture_output=True, text=True)
+  if out.returncode:
+    raise errors.UserError(f'the timing run failed: {out.stderr[-2000:]}')
+  rates = [float(m.group(2)) for m in _PROGRESS.finditer(out.stderr + out.stdout)]
+  if len(rates) < 3:
+    raise errors.UserError('the timing run logged too few steps to time')
+  batch = compress_config.get_config(arch.variant).batch_size
+  return float(np.median(rates[-3:])) / batch
+
+
+def cmd_rate(chosen: list[Arch], args: argparse.Namespace) -> str:
+  lines = ['| architecture | steps/s measured | in ARCHS |', '|---|---|---|']
+  for arch in chosen:
+    rate = measure_rate(arch, args.shared, args.budget == 'smoke')
+    lines.append(f'| {arch.name} | {rate:.2f} | {arch.steps_per_second:.2f} |')
+    print(lines[-1], flush=True)
+  return '\n'.join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('command', choices=('train', 'per_lambda', 'report'))
+  parser.add_argument('command', choices=('train', 'per_lambda', 'report', 'rate'))
   parser.add_argument('--only', default='', help='architectures, comma-'
                       'separated (default: all): ' + ', '.join(BY_NAME))
   parser.add_argument('--runs', default='runs/codec_budget',
@@ -255,6 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = archs([n for n in args.only.split(',') if n])
     if args.command == 'report':
       print(cmd_report(chosen, args))
+    elif args.command == 'rate':
+      print(cmd_rate(chosen, args))
     else:
       cmd_train(chosen, args, per_lambda=args.command == 'per_lambda')
   except errors.UserError as e:

@@ -340,3 +340,11 @@ def test_the_budget_study_names_its_runs_and_refuses_unknown_ones():
   assert f'--config.num_train_steps={codec_budget.BY_NAME["small"].steps // 3}' in fixed
   with pytest.raises(errors.UserError, match='no architecture'):
     codec_budget.archs(['huge'])
+
+
+@pytest.mark.slow
+def test_the_budget_study_measures_an_architectures_steps_per_second():
+  r = _main('experiments.codec_budget', 'rate', '--only=small', '--budget=smoke')
+  assert r.returncode == 0, r.stderr[-2000:]
+  row, = [line for line in r.stdout.splitlines() if line.startswith('| small |')][:1]
+  assert float(row.split('|')[2]) > 0
