@@ -7,7 +7,8 @@
 #      bfloat16) for about TRAIN_SECONDS and prints the Kodak24 PSNR it
 #      reached and the minutes it took (dncnn.json);
 #   3. runs the tests that exercise the accelerator paths (batches made on
-#      the device, bfloat16 steps);
+#      the device, bfloat16 steps; .aec files written on the CPU decode to
+#      the same latents on the GPU) and times the codec;
 #   4. times the training step against PyTorch (benchmarks/train_speed.py:
 #      train_speed.md, train_speed_more.md) and the input pipelines against
 #      the step (benchmarks/pipeline_speed.py: pipeline_speed.md).
@@ -90,6 +91,7 @@ if (( DRY_RUN )); then
   PIPES=(--quick --configs denoise)
   BATCH=8
   RATE=(--quick --dataset=photos)
+  CODEC=(--variants=mean_scale --repeats=1)
   DATA=(--config.dataset=photos --config.eval_dataset=photos)
   TRAIN=(--config.num_train_steps=6 --config.eval_every_steps=3
          --config.checkpoint_every_steps=6 --config.log_every_steps=2
@@ -109,6 +111,7 @@ else
          --dataset=folder:.devdata/CBSD432)
   BATCH=128
   RATE=(--dataset=folder:.devdata/CBSD432)
+  CODEC=(--images=folder:.devdata/Kodak24 --repeats=3)
   DATA=(--config.dataset=folder:.devdata/CBSD432
         --config.eval_dataset=folder:.devdata/Kodak24)
   TRAIN=()
@@ -152,6 +155,12 @@ rm -rf "$WORKDIR/checkpoints" "$WORKDIR/tensorboard"  # Keeps OUT small.
 
 # 3. The tests of the accelerator paths.
 step tests "$PYTHON" -m pytest -q -x -p no:cacheprovider "${TESTS[@]}"
+
+# The codec: files written on the CPU decode to the same latents on the
+# GPU (format version 5's integer hyper synthesis through XLA); its speed.
+step codec_same_latents "$PYTHON" -m pytest -q -x -p no:cacheprovider tests/test_codec.py \
+  -k same_latent_under_other_configurations
+step codec_speed "$PYTHON" benchmarks/codec_speed.py "${CODEC[@]}"
 
 # 4. The step against PyTorch; the pipelines against the step.
 step train_speed "$PYTHON" benchmarks/train_speed.py "${SPEED_A[@]}" \

@@ -373,11 +373,14 @@ _CONFIGURATIONS = {
                        OPENBLAS_NUM_THREADS='1', OMP_NUM_THREADS='1'),
     'thread pool, 4 devices': dict(XLA_FLAGS='--xla_force_host_platform_device_count=4',
                                    OPENBLAS_NUM_THREADS='2', OMP_NUM_THREADS='2'),
+    # Whatever device this machine gives jax (an accelerator where there is
+    # one: benchmarks/device_check.sh runs this test on a GPU).
+    'default device': dict(JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', '')),
 }
 
 
 def _child(configuration, *args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', **_CONFIGURATIONS[configuration])
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **_CONFIGURATIONS[configuration]}
   out = subprocess.run([sys.executable, '-c', _CHILD, *args], env=env, cwd=_ROOT,
                        capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -399,7 +402,8 @@ def test_files_decode_to_the_same_latent_under_other_configurations(tmp_path, hy
   _child('one thread', kind, params, one)
   rows = _child('thread pool, 4 devices', kind, params, pool, one, pool)
   rows += _child('one thread', kind, params, '-', one, pool)
-  assert len(rows) == 8  # 2 files x 2 configurations x whole and tiles.
+  rows += _child('default device', kind, params, '-', one, pool)
+  assert len(rows) == 12  # 2 files x 3 configurations x whole and tiles.
   for name in ('0.aec', '1.aec'):
     mine = [r for r in rows if r[0] == name]
     assert len({r[1] for r in mine}) == 1  # y_hat, bit for bit.
