@@ -12,8 +12,9 @@ trained on T91 + CBSD432 (../shared/trainsets, by path) for about two
 hours of 2 CPU cores (the steps measured for each), evaluated during
 training on kodim01-06 at five qualities: the training loop records each
 quality's PSNR and bpp at its step (`eval_history.jsonl`). `report` turns
-the histories into PSNR at three qualities and the BD-rate against
-Pillow's JPEG on the same six images, both against minutes of training
+the histories into PSNR at 0.3, 0.5 and 1 bpp (each evaluation's curve
+interpolated in log rate, so runs of other lambda ranges compare) and the
+BD-rate against Pillow's JPEG on the same six images, both against minutes of training
 (`codec_budget.png`, `codec_budget.md`), so the default is chosen from where
 the curves are after two hours, not from the first minutes. The minutes
 are steps at each architecture's rate measured on an idle machine (`rate`;
@@ -45,7 +46,8 @@ from configs import compress as compress_config
 TRAIN = '{shared}/trainsets'
 TEST = '{shared}/testsets'
 QUALITIES = (0.0, 25.0, 50.0, 75.0, 100.0)
-SHOWN = (0.0, 50.0, 100.0)  # The qualities plotted against minutes.
+SHOWN = (0.0, 50.0, 100.0)  # The per-lambda models' qualities.
+RATES = (0.3, 0.5, 1.0)  # Bits per pixel at which PSNR is plotted against minutes.
 EVAL_IMAGES = 6  # kodim01-06 during training; rd scores all 24 after.
 
 
@@ -183,26 +185,31 @@ def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
                              f'train --only={arch.name})')
     found[arch.name] = history
   fig = Figure(figsize=(12, 4.2))
-  axes = fig.subplots(1, len(SHOWN) + 1)
+  axes = fig.subplots(1, len(RATES) + 1)
+  at = lambda curve, bpp: rd.interpolate(curve, bpp)
+  fmt = lambda v, unit='': 'n/a' if v is None else f'{v:.2f}{unit}'
   lines = ['| architecture | minutes | ' + ' | '.join(
-      f'quality {q:g}: bpp / PSNR' for q in SHOWN) + ' | BD-rate vs JPEG |',
-           '|---|---|' + '---|' * (len(SHOWN) + 1)]
-  for i, (name, history) in enumerate(found.items()):
+      f'PSNR at {r:g} bpp' for r in RATES) + ' | qualities 0 / 100: bpp | BD-rate vs JPEG |',
+           '|---|---|' + '---|' * (len(RATES) + 2)]
+  for name, history in found.items():
     minutes = [m for m, _ in history]
-    for ax, q in zip(axes, SHOWN):
-      ax.plot(minutes, [next(p['psnr'] for p in c if p['quality'] == q)
-                        for _, c in history], 'o-', markersize=3, label=name)
+    for ax, r in zip(axes, RATES):
+      ax.plot(minutes, [np.nan if at(c, r) is None else at(c, r) for _, c in history],
+              'o-', markersize=3, label=name)
     bd = [rd.bd_rate(c, jpeg) for _, c in history]
     axes[-1].plot(minutes, [np.nan if b is None else b for b in bd], 'o-',
                   markersize=3, label=name)
     last_minutes, last = history[-1]
-    cells = [f'{p["bpp"]:.3f} / {p["psnr"]:.2f}' for q in SHOWN
-             for p in last if p['quality'] == q]
-    fmt = 'n/a' if bd[-1] is None else f'{bd[-1]:+.1f}%'
+    ends = f'{last[0]["bpp"]:.3f} / {last[-1]["bpp"]:.3f}'
     lines.append(f'| {name}: {BY_NAME[name].summary} | {last_minutes:.0f} | '
-                 + ' | '.join(cells) + f' | {fmt} |')
-  for ax, q in zip(axes, SHOWN):
-    ax.set_title(f'quality {q:g}')
+                 + ' | '.join(fmt(at(last, r)) for r in RATES)
+                 + f' | {ends} | {"n/a" if bd[-1] is None else f"{bd[-1]:+.1f}%"} |')
+  lines.append('| Pillow\'s JPEG, the same images | - | '
+               + ' | '.join(fmt(at(jpeg, r)) for r in RATES) + ' | - | 0 |')
+  for ax, r in zip(axes, RATES):
+    ax.axhline(np.nan if at(jpeg, r) is None else at(jpeg, r), linestyle='--',
+               color='gray', linewidth=1, label='JPEG')
+    ax.set_title(f'{r:g} bpp')
     ax.set_xlabel('minutes of training')
     ax.set_ylabel('PSNR (dB), kodim01-06')
     ax.grid(alpha=0.3)
