@@ -160,16 +160,20 @@ def test_integer_hyper_synthesis_does_not_depend_on_the_blocking():
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.slow
-def test_integer_hyper_synthesis_refuses_kernels_too_wide_to_be_exact():
+@pytest.mark.parametrize('synthesis, copies, message', [
+    (compression.IntegerHyperSynthesis, 20000, 'too large for exact integer arithmetic'),
+    (compression.Int8HyperSynthesis, 1000, 'too large for exact int32 sums')])
+def test_integer_hyper_syntheses_refuse_kernels_too_wide_to_be_exact(synthesis, copies,
+                                                                     message):
+  """Fan-ins of 9 x 6 x copies: past float64's 2**53 (the float64 fixed
+  point) or int32 (the 8-bit one)."""
   model, params = _hyper(False)
   wide = jax.tree.map(lambda p: p, params)
   kernel = np.asarray(wide['hyper_synthesis_convs_2']['kernel'])
   wide['hyper_synthesis_convs_2'] = dict(
-      wide['hyper_synthesis_convs_2'],
-      kernel=np.tile(kernel, (1, 1, 20000, 1)))  # A fan-in of 9 x 120,000.
-  with pytest.raises(ValueError, match='too large for exact integer arithmetic'):
-    compression.IntegerHyperSynthesis(model, wide)
+      wide['hyper_synthesis_convs_2'], kernel=np.tile(kernel, (1, 1, copies, 1)))
+  with pytest.raises(ValueError, match=message):
+    synthesis(model, wide)
 
 
 def _int8_reference(hs, z):
@@ -237,14 +241,3 @@ def test_int8_hyper_synthesis_follows_the_float_network(mean_scale):
   err = np.abs(got - out)
   assert err.max() <= 0.03 * np.abs(out).max() + 2.0 ** -hs.FRACTION_BITS
   assert err.mean() <= 0.005 * np.abs(out).max()
-
-
-def test_int8_hyper_synthesis_refuses_kernels_too_wide_for_int32_sums():
-  model, params = _hyper(False)
-  wide = jax.tree.map(lambda p: p, params)
-  kernel = np.asarray(wide['hyper_synthesis_convs_2']['kernel'])
-  wide['hyper_synthesis_convs_2'] = dict(
-      wide['hyper_synthesis_convs_2'],
-      kernel=np.tile(kernel, (1, 1, 1000, 1)))  # A fan-in of 9 x 6,000.
-  with pytest.raises(ValueError, match='too large for exact int32 sums'):
-    compression.Int8HyperSynthesis(model, wide)
