@@ -83,6 +83,7 @@ ARCHS = (
 )
 BY_NAME = {a.name: a for a in ARCHS}
 
+
 def archs(only: Sequence[str]) -> list[Arch]:
   unknown = [n for n in only if n not in BY_NAME]
   if unknown:
