@@ -68,7 +68,8 @@ def test_training_draws_a_quality_per_example_and_its_lambda_weighs_the_loss():
   task = tasks.get('compress')
   terms = task.loss(out, {'target': x}, config)
   mse = np.mean(np.square(np.asarray(out['output']) - 0.4), axis=(1, 2, 3))
-  lmbda = 0.0018 * (0.1 / 0.0018) ** (q / 100)
+  lo, hi = config.compress.lmbda_range
+  lmbda = lo * (hi / lo) ** (q / 100)
   np.testing.assert_allclose(terms['loss'], lmbda * 255 ** 2 * mse + terms['bpp'],
                              rtol=1e-4)
   # Told a quality, every example has it; evaluation defaults to config's.
@@ -333,7 +334,15 @@ def test_the_budget_study_names_its_runs_and_refuses_unknown_ones():
   assert '--config=configs/compress.py:variable' in args
   assert any(a.startswith('--config.dataset=folder:../shared/trainsets/T91') for a in args)
   runs = codec_budget.per_lambda_runs(codec_budget.BY_NAME['small'])
-  assert [round(l, 4) for _, l in runs] == [0.0018, round(np.sqrt(0.0018 * 0.1), 4), 0.1]
+  lo, hi = codec_budget.BY_NAME['small'].lmbda_range
+  assert f'--config.compress.lmbda_range={(lo, hi)}' in args
+  assert [round(l, 4) for _, l in runs] == [lo, round(np.sqrt(lo * hi), 4), hi]
+  # An architecture without its own range trains over the variant's.
+  published = codec_budget.BY_NAME['published']
+  assert published.lambdas() == tuple(
+      compress_config.get_config(published.variant).compress.lmbda_range)
+  assert not any('lmbda_range' in a for a in codec_budget.train_args(
+      published, 'w', '../shared'))
   fixed = codec_budget.train_args(codec_budget.BY_NAME['small'], 'w', '../shared',
                                   lmbda=0.01, fraction=1 / 3)
   assert '--config.compress.rate_levels=0' in fixed
