@@ -286,18 +286,27 @@ def main(argv: list[str]) -> int:
       try:
         image = image_io.read(path)
         result = applier(image, compare=_COMPARE.value, on_tile=progress.on_tile)
+        save(result, paths)  # All of its outputs, or none.
       except (image_io.ImageError, ValueError) as e:
         progress.write(f'error: {e}; skipped')
         failed.append(path)
         progress.next_file(name, 0.0)
         continue
-      try:
-        save(result, paths)
       except errors.StorageError as e:
         progress.write(f'error: {e}. The {written} image(s) written before it '
                        'are complete; free space and run the same command '
                        'again: it skips them and does the rest.')
         return 1
+      except Exception as e:  # pylint: disable=broad-except
+        if not errors.out_of_memory(e):
+          raise
+        progress.write(f'error: {path}: not enough memory to apply the model '
+                       f'to it ({type(e).__name__}); nothing written for it, '
+                       'skipped. Smaller tiles need less: --memory_mb or '
+                       '--tiling=tiles --tile_size')
+        failed.append(path)
+        progress.next_file(name, 0.0)
+        continue
       written += 1
       h, w = image.pixels.shape[:2]
       d = result.decision

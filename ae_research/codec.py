@@ -16,7 +16,8 @@ neither flag.
 
 The file format and the codec are `ae_research.aec`. A file is never
 overwritten without --overwrite; every problem is one line, with exit status
-1 (2 for a problem with the command line itself).
+1 (2 for a problem with the command line itself); running out of memory
+on a file is one of those lines too, and writes nothing.
 decompress refuses a file that states an image of more than --max_pixels
 pixels (height x width; default aec.MAX_PIXELS, 2**28) before decoding
 anything: a file of a few bytes can state a huge image.
@@ -130,6 +131,12 @@ def main(argv: list[str]) -> int:
       print(f'{input_path} -> {output} ({image.shape[1]}x{image.shape[0]})')
   except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
+    return 1
+  except Exception as e:  # pylint: disable=broad-except
+    if not errors.out_of_memory(e):
+      raise
+    print(f'error: {input_path}: not enough memory to {command} it '
+          f'({type(e).__name__}); {output} was not written', file=sys.stderr)
     return 1
   return 0
 

@@ -54,6 +54,15 @@ def storage_cause(e: BaseException) -> Optional[str]:
   return f'{STORAGE_ERRNOS[code]} ({errno.errorcode[code]})'
 
 
+def out_of_memory(e: BaseException) -> bool:
+  """True for a MemoryError, and for an allocation that failed on an
+  accelerator as XLA reports it (RESOURCE_EXHAUSTED)."""
+  if isinstance(e, MemoryError):
+    return True
+  return (type(e).__name__ in ('XlaRuntimeError', 'JaxRuntimeError')
+          and 'RESOURCE_EXHAUSTED' in str(e))
+
+
 @contextlib.contextmanager
 def writing(path: str, then: str = ''):
   """Turns a failed write of `path` that the user can fix into a

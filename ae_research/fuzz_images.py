@@ -33,11 +33,12 @@ from PIL import Image
 from ae_research import fuzzing, image_io
 from ae_research.datasets import folder
 
-FORMATS = ('png', 'jpeg', 'tiff', 'webp', 'bmp')
-EXTENSION = dict(png='.png', jpeg='.jpg', tiff='.tif', webp='.webp', bmp='.bmp')
+FORMATS = ('png', 'jpeg', 'tiff', 'webp', 'bmp', 'ppm')
+EXTENSION = dict(png='.png', jpeg='.jpg', tiff='.tif', webp='.webp', bmp='.bmp',
+                 ppm='.ppm')
 # The largest side each format's header can state (WebP: VP8X's 24 bits).
 MAX_SIDE = {'png': 2**31 - 1, 'jpeg': 2**16 - 1, 'tiff': 2**32 - 1, 'webp': 2**24,
-            'bmp': 2**31 - 1}
+            'bmp': 2**31 - 1, 'ppm': 2**31 - 1}
 LIMIT_FACTOR = 64  # The default pixel limit: this times the largest seed.
 BOMB_GROWTH = 32 * 2**20  # Bytes a worker may grow by while refusing a bomb.
 _ORIENTATION = 0x0112  # The EXIF tag.
@@ -99,6 +100,11 @@ def seed_files() -> list[Seed]:
       'webp alpha': ('webp', _pillow(rgba, 'WEBP', quality=80)),
       'bmp rgb': ('bmp', _pillow(rgb, 'BMP')),
       'bmp gray': ('bmp', _pillow(gray, 'BMP')),
+      'tiff raw rgb': ('tiff', _pillow(rgb, 'TIFF')),
+      'ppm rgb': ('ppm', _pillow(rgb, 'PPM')),
+      'pgm gray': ('ppm', _pillow(gray, 'PPM')),
+      'pgm 16-bit': ('ppm', _pillow(gray.astype(np.uint16) * 257, 'PPM')),
+      'pbm bilevel': ('ppm', _pillow(gray > 127, 'PPM')),
   }
   return [Seed(name, fmt, data) for name, (fmt, data) in files.items()]
 
@@ -196,6 +202,17 @@ def restate(fmt: str, data: bytes, width: int, height: int,
     else:  # An extended header in front, stating the canvas.
       b[12:12] = b'VP8X' + struct.pack('<I', 10) + bytes(4) + canvas
       b[4:8] = struct.pack('<I', len(b) - 8)
+  elif fmt == 'ppm':  # 'P6 <width> <height> [<maxval>]', one whitespace, pixels.
+    at, tokens = 2, []
+    for _ in range(2 if b[1] == ord('4') else 3):
+      while b[at] in b' \t\r\n':
+        at += 1
+      start = at
+      while b[at] not in b' \t\r\n':
+        at += 1
+      tokens.append(bytes(b[start:at]))
+    maxval = b' ' + tokens[2] if len(tokens) == 3 else b''
+    b = bytearray(bytes(b[:2]) + f' {width} {height}'.encode() + maxval + bytes(b[at:]))
   else:  # BMP; Pillow reads a height as top-down (negative) when its top byte is 0xff.
     top_down = height < 1 << 24 and rng.random() < 0.5
     b[18:26] = struct.pack('<ii', width, -height if top_down else height)
@@ -269,7 +286,12 @@ def judge(case: Case, path: str, limit: int, header: Any, listed: Any, image: An
                  f'header in {k}: {str(v)[:300]}' for k, v in ways.items()
                  if f'{stated[0]}x{stated[1]} = ' not in errors.get(k, '')]
   facts = {'bomb': stated[0] * stated[1]} if over else {}
-  growth = BOMB_GROWTH if over else BOMB_GROWTH + 64 * limit
+  # Memory: a bomb or a file refused from its header costs next to nothing;
+  # one refused while decoding at most what its stated size would have
+  # (4 channels), one decoded what its uint8 array is (image_io.MEMORY_FACTOR).
+  growth = BOMB_GROWTH
+  if not over and 'header_size' not in errors:
+    growth += image_io.MEMORY_FACTOR * 4 * header[0] * header[1]
   if not problems and 'read' in errors:
     return fuzzing.Result('refused', errors['read'], facts, growth)
   if not problems:
@@ -288,7 +310,10 @@ def judge(case: Case, path: str, limit: int, header: Any, listed: Any, image: An
       problems.append(f'header_size {header}; the header states {case.stated}')
   if problems:
     return fuzzing.Result('wrong', '; '.join(problems), facts)
-  return fuzzing.Result('decoded', facts=facts, max_growth=growth)
+  h, w, c = image['shape']
+  decoded = h * w * (c + (image['alpha'] is not None))  # Its uint8 array.
+  return fuzzing.Result('decoded', facts={**facts, 'decoded_bytes': decoded},
+                        max_growth=BOMB_GROWTH + image_io.MEMORY_FACTOR * decoded)
 
 
 class Target:
@@ -335,10 +360,18 @@ class Target:
 def summary(report: fuzzing.Report, show: int = 5) -> str:
   """The harness's report by kind of input, then the bombs."""
   bombs, fact = fuzzing.Tally(), report.facts.get('bomb', fuzzing.Fact())
+  used = report.facts.get('bound_used', fuzzing.Fact())
+  decoded = report.facts.get('decoded_bytes', fuzzing.Fact())
+  memory = (f'\nmemory: every input within its bound ({image_io.MEMORY_FACTOR} '
+            f'times its decoded uint8 array, {decoded.high / 2**20:.1f} MiB at the '
+            f'largest, plus {BOMB_GROWTH / 2**20:.0f} MiB; decoding stopped short: '
+            f'the array its header states); {100 * used.high:.0f}% of it used at '
+            f'the most (input {used.high_index})' if used.n else '')
   for tally in (t for g, t in report.groups.items() if g.endswith(' bomb')):
     bombs.merge(tally)
   return fuzzing.summary(report, show, name='input') + (
       f'\nbombs: {bombs.counts["refused"]:,} of {bombs.inputs:,} refused from the '
       f'header, stating {fact.low:,} to {fact.high:,} pixels, limit '
       f'{report.target.max_pixels:,}; resident memory grew by at most '
-      f'{bombs.growth[0] / 2**20:.1f} MiB while refusing one' if bombs.inputs else '')
+      f'{bombs.growth[0] / 2**20:.1f} MiB while refusing one' if bombs.inputs else ''
+  ) + memory

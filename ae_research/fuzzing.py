@@ -132,6 +132,8 @@ def check_one(target: Any, index: int, sabotage: str = '') -> dict:
                     f'MiB allowed): {result.detail}', result.facts)
   message = {'i': index, 'o': result.outcome, 'g': case.group, 's': seconds,
              'p': peak, 'm': growth}
+  if measured and result.max_growth:  # How close it came to its bound.
+    result.facts = {**(result.facts or {}), 'bound_used': growth / result.max_growth}
   if result.outcome == 'refused':
     message.update(d=result.detail, r=reason(result.detail))
   elif result.outcome != 'decoded':

@@ -20,6 +20,16 @@ setting `image_io.MAX_PIXELS`. Since this module checks every size itself,
 importing it turns off Pillow's own check (`PIL.Image.MAX_IMAGE_PIXELS =
 None`), whose warning and error would otherwise pre-empt this one, or refuse
 sizes MAX_PIXELS allows.
+
+Uncompressed files hold their pixels' bytes: a BMP (no RLE), a TIFF with no
+compression, or a binary PPM, PGM or PBM whose header states more than
+`RAW_FACTOR` times the file's size in raw pixel bytes (rows x bytes per row
+as stated) is refused from its header too. Pillow would allocate the whole
+image and zero-fill what is missing (short TIFF strips), so a file of a few
+kilobytes could cost gigabytes within the pixel limit. A file that passes
+both checks costs at most about `MEMORY_FACTOR` times its decoded uint8 array
+(height x width x channels) to read as float pixels (measured by
+benchmarks/fuzz_images.py, which checks every input against it).
 """
 
 import contextlib
@@ -36,7 +46,8 @@ from PIL import UnidentifiedImageError
 
 from ae_research import errors
 
-EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
+              '.pgm', '.pbm')
 _ORIENTATION = 0x0112  # The EXIF tag.
 _MAX_PIXELS_VARIABLE = 'AE_RESEARCH_MAX_PIXELS'
 
@@ -57,6 +68,11 @@ def _max_pixels_from_environment() -> int:
 
 # The most pixels (width x height) an image may state; see the docstring.
 MAX_PIXELS = _max_pixels_from_environment()
+# The most raw pixel bytes an uncompressed file may state, per byte it holds.
+RAW_FACTOR = 2
+# Peak memory of `read`, in bytes per byte of the decoded uint8 array, beyond
+# a constant (the fuzzer's bound).
+MEMORY_FACTOR = 16
 PILImage.MAX_IMAGE_PIXELS = None  # Checked here, against MAX_PIXELS.
 
 # What Pillow and pypng raise on malformed files. Besides the usual: TypeError
@@ -88,7 +104,9 @@ class Image:
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+  y = np.clip(x, 0.0, 1.0)  # One float copy, scaled and rounded in place.
+  y *= 255.0
+  return np.round(y, out=y).astype(np.uint8)
 
 
 def orient(x_HxWxC: np.ndarray, orientation: int) -> np.ndarray:
@@ -102,8 +120,10 @@ def orient(x_HxWxC: np.ndarray, orientation: int) -> np.ndarray:
 
 def _split(array: np.ndarray, has_alpha: bool, scale: float,
            bit_depth: int) -> Image:
-  x = array.astype(np.float32)
-  x /= scale  # In place: one float copy of a possibly huge image, not two.
+  # One float copy of a possibly huge image (none of a float32 one, which
+  # is this module's own), scaled in place.
+  x = array.astype(np.float32, copy=array.dtype != np.float32)
+  x /= scale
   if x.ndim == 2:
     x = x[..., None]
   if has_alpha:
@@ -141,6 +161,58 @@ def _webp_size(head: bytes) -> Optional[tuple[int, int]]:
   return None
 
 
+# Bits per pixel of binary PPM/PGM/PBM data, by Pillow's raw mode.
+_PPM_BITS = {'1;I': 1, 'L': 8, 'I;16B': 16, 'I;32B': 32, 'RGB': 24,
+             'RGB;16B': 48, 'F;32F': 32, 'F;32BF': 32}
+
+
+def _tiff_bits(img: PILImage.Image) -> int:
+  samples = img.tag_v2.get(277, 1)
+  bits = img.tag_v2.get(258, 1)
+  bits = tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+  if len(bits) == 1:
+    bits = bits * max(int(samples), 1)
+  return sum(int(b) for b in bits)
+
+
+def raw_bytes(img: PILImage.Image) -> Optional[int]:
+  """The bytes an uncompressed file's header states its pixels take (rows
+  x bytes per row), or None for compressed data and other formats."""
+  width, height = img.size
+  if img.format == 'TIFF':
+    if img.tag_v2.get(259, 1) != 1:  # Compression: 1 is none.
+      return None
+    return (width * _tiff_bits(img) + 7) // 8 * height
+  raw = [t for t in img.tile if t[0] == 'raw']
+  if not raw or len(raw) != len(img.tile):
+    return None
+  if img.format in ('BMP', 'DIB'):  # (raw mode, stride, orientation).
+    args = raw[0][3]
+    stride = args[1] if isinstance(args, tuple) and len(args) > 1 else 0
+    return int(stride) * height if stride and stride > 0 else None
+  if img.format == 'PPM':
+    rawmode = raw[0][3] if isinstance(raw[0][3], str) else raw[0][3][0]
+    return (width * _PPM_BITS.get(rawmode, 1) + 7) // 8 * height
+  return None
+
+
+def _check_raw_bytes(path: str, img: PILImage.Image) -> None:
+  """ImageError if an uncompressed file states more pixel bytes than
+  RAW_FACTOR times its size."""
+  stated = raw_bytes(img)
+  if stated is None:
+    return
+  size = os.path.getsize(path)
+  if stated > RAW_FACTOR * size:
+    width, height = img.size
+    raise ImageError(
+        f'{path}: the header states {width}x{height} pixels of uncompressed '
+        f'{img.format} data, {stated:,} bytes, but the file holds {size:,} '
+        f'bytes; refused before decoding (an uncompressed file may state at '
+        f'most {RAW_FACTOR} times its size: image_io.RAW_FACTOR). The file is '
+        'truncated or its header is wrong')
+
+
 @contextlib.contextmanager
 def _open(path: str) -> Iterator[PILImage.Image]:
   """The file opened by Pillow (its header read, nothing decoded), its size
@@ -152,6 +224,7 @@ def _open(path: str) -> Iterator[PILImage.Image]:
     _check_pixels(path, *size)
   with PILImage.open(path) as img:
     _check_pixels(path, *img.size)
+    _check_raw_bytes(path, img)
     yield img
 
 
@@ -223,7 +296,7 @@ def _from_pillow(img: PILImage.Image) -> Image:
   if mode.startswith('I;16'):
     return _split(np.asarray(img), False, 65535.0, 16)
   if mode in ('I', 'F'):  # 32-bit integer or float: 8- or 16-bit ranges.
-    array = np.array(img, np.float64)
+    array = np.array(img, np.float32)  # 16-bit values are exact.
     # NaN and infinities (float TIFFs) do not set the range; NaN is black.
     top = array.max(where=np.isfinite(array), initial=0.0)
     scale = 1.0 if mode == 'F' and top <= 1.0 else 65535.0 if top > 255 else 255.0

@@ -11,8 +11,8 @@ import png
 import pytest
 from PIL import Image
 
-from ae_research import apply, checkpointing, cli, codec, color, corruptions
-from ae_research import image_io
+from ae_research import aec, apply, checkpointing, cli, codec, color, corruptions
+from ae_research import image_io, summaries
 from ae_research import steps, tiling
 from ae_research import workdir as workdir_lib
 from configs import colorize, compress, denoise, super_resolution
@@ -274,3 +274,47 @@ def test_command_line_progress_and_exit_status(runs, inputs, tmp_path):
   assert progress[-1].startswith(f'[{len(GOOD) + len(BAD)}/{len(GOOD) + len(BAD)}]')
   assert all('MP/s' in l and 'ETA' in l for l in progress)
   assert lines[-1].startswith('4 written, 0 skipped (outputs exist), 3 failed')
+
+
+def _out_of_memory(*args, **kwargs):
+  raise MemoryError()
+
+
+@pytest.mark.parametrize('where', ['model', 'writing'])
+def test_apply_out_of_memory_is_one_line_and_writes_nothing_for_the_file(
+    where, runs, inputs, tmp_path, capsys, monkeypatch):
+  workdir = runs['compress'][0]
+  if where == 'model':
+    monkeypatch.setattr(apply.Applier, '__call__', _out_of_memory)
+  else:  # The compare grid, after the .aec and the .png are written.
+    monkeypatch.setattr(summaries, 'save_png', _out_of_memory)
+  out = tmp_path / 'out'
+  rc, err = _main(capsys, inputs / 'rgba.png', inputs / 'gray.png',
+                  f'--workdir={workdir}', f'--output={out}', '--compare')
+  lines = [l for l in err.splitlines() if l.startswith('error:')]
+  assert rc == 1 and len(lines) == 2 and 'Traceback' not in err, err
+  assert f'error: {inputs / "rgba.png"}: not enough memory' in lines[0], err
+  assert '0 written, 0 skipped (outputs exist), 2 failed' in err
+  assert not [f for _, _, fs in os.walk(out) for f in fs]
+
+
+@pytest.mark.parametrize('command', ['compress', 'decompress'])
+def test_codec_out_of_memory_is_one_line_and_writes_nothing(
+    command, runs, inputs, tmp_path, capsys, monkeypatch):
+  workdir = runs['compress'][0]
+  source = inputs / 'rgba.png'
+  if command == 'decompress':
+    source = tmp_path / 'rgba.aec'
+    assert cli.call(codec.main, ['compress', f'--workdir={workdir}',
+                                 str(inputs / 'rgba.png'), str(source)]) == 0
+  monkeypatch.setattr(aec.Codec, 'encode' if command == 'compress' else 'decode',
+                      _out_of_memory)
+  target = tmp_path / ('out.aec' if command == 'compress' else 'out.png')
+  capsys.readouterr()
+  rc = cli.call(codec.main, [command, f'--workdir={workdir}', str(source), str(target)])
+  err = capsys.readouterr().err
+  assert rc == 1 and err.count('error:') == 1 and 'Traceback' not in err, err
+  assert f'error: {source}: not enough memory to {command} it' in err
+  assert not target.exists()
+  assert sorted(os.listdir(tmp_path)) == (['in', 'rgba.aec'] if command == 'decompress'
+                                          else ['in'])

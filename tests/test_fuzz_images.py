@@ -41,7 +41,8 @@ def _bomb(seed, size):
 def test_a_short_fuzzing_run_neither_crashes_nor_hangs():
   # Input 128 is made to hang (its worker sleeps): the parent kills that
   # worker and goes on with another.
-  report = fuzzing.fuzz(fuzz_images.Target(seed=0), 400, workers=1, time_limit=3.0,
+  report = fuzzing.fuzz(fuzz_images.Target(seed=0), 80 * len(fuzz_images.FORMATS),
+                        workers=1, time_limit=3.0,
                         sabotage={128: 'hang'}, log=print)
   text = fuzz_images.summary(report)
   print(text)
@@ -66,7 +67,7 @@ def test_inputs_are_made_again_the_same_from_seed_and_index():
     assert a.data == b.data and a.what == b.what
   assert fuzz_images.make_case(_SEEDS, 3, 7, 4, 1000).data != fuzz_images.make_case(
       _SEEDS, 4, 7, 4, 1000).data
-  groups = {fuzz_images.make_case(_SEEDS, 0, i, 4, 1000).group for i in range(200)}
+  groups = {fuzz_images.make_case(_SEEDS, 0, i, 4, 1000).group for i in range(400)}
   assert groups == {f'{f} {k}' for f in fuzz_images.FORMATS
                     for k in ('bytes', 'size', 'bomb')}
 
@@ -162,12 +163,60 @@ def test_pillow_does_not_refuse_what_max_pixels_allows(tmp_path):
   # (Not WebP: Pillow reads its size through libwebp's decoder, which would
   # allocate the canvas, and refuses a canvas larger than the image in it.)
   assert 2 * (1024 * 1024 * 1024 // 4 // 3) < 15000 * 15000 <= image_io.MAX_PIXELS
-  for name in ('png rgb', 'png 16-bit rgba', 'jpeg cmyk', 'tiff lzw rgba', 'bmp rgb'):
+  for name in ('png rgb', 'png 16-bit rgba', 'jpeg cmyk', 'tiff lzw rgba'):
     seed = _seed(name)
     path = _write(tmp_path, seed, _bomb(seed, (15000, 15000)))
     with warnings.catch_warnings():
       warnings.simplefilter('error', Image.DecompressionBombWarning)
       assert image_io.header_size(path) == (15000, 15000), name
+
+
+_UNCOMPRESSED = ('bmp rgb', 'bmp gray', 'tiff 16-bit gray', 'tiff float',
+                 'tiff raw rgb', 'ppm rgb', 'pgm gray', 'pgm 16-bit', 'pbm bilevel')
+
+
+@pytest.mark.parametrize('name', _UNCOMPRESSED)
+def test_an_uncompressed_file_stating_more_than_it_holds_is_refused_from_its_header(
+    tmp_path, name):
+  seed = _seed(name)
+  with Image.open(io.BytesIO(seed.data)) as img:
+    w, h = img.size
+  as_is = _write(tmp_path, seed, _bomb(seed, (w, h)))
+  assert image_io.read(as_is).pixels.shape[:2] == (h, w)  # Restated as it was.
+  # Just under the pixel limit, a few hundred bytes: Pillow would allocate it
+  # all (3.2 GB for this BMP once decoded as float pixels).
+  side = int(np.sqrt(image_io.MAX_PIXELS)) - 1
+  (tmp_path / 'big').mkdir()
+  big = str(tmp_path / 'big' / os.path.basename(as_is))
+  with open(big, 'wb') as f:
+    f.write(_bomb(seed, (side, side)))
+  fuzzing._reset_peak()  # pylint: disable=protected-access
+  before = fuzzing.peak_memory_bytes()
+  for read in (image_io.header_size, image_io.read):
+    with pytest.raises(image_io.ImageError) as e:
+      read(big)
+    message = str(e.value)
+    assert message.startswith(big) and 'uncompressed' in message, message
+    assert f'{side}x{side}' in message and f'{os.path.getsize(big):,} bytes' in message
+  assert fuzzing.peak_memory_bytes() - before < 8 << 20
+  # Truncated to a third of its pixel bytes: refused the same way.
+  (tmp_path / 'cut').mkdir()
+  cut = str(tmp_path / 'cut' / os.path.basename(as_is))
+  with open(cut, 'wb') as f:
+    f.write(seed.data[:len(seed.data) // 3])
+  with pytest.raises(image_io.ImageError, match='uncompressed'):
+    image_io.read(cut)
+
+
+def test_compressed_files_are_not_held_to_their_raw_size(tmp_path):
+  # A PNG of one flat colour holds far fewer bytes than its pixels: decoded.
+  for fmt, options in (('PNG', {}), ('TIFF', {'compression': 'tiff_lzw'})):
+    path = str(tmp_path / f'flat.{fmt.lower()}')
+    Image.new('RGB', (512, 512), (10, 200, 30)).save(path, fmt, **options)
+    assert os.path.getsize(path) * image_io.RAW_FACTOR < 512 * 512 * 3
+    with Image.open(path) as img:
+      assert image_io.raw_bytes(img) is None
+    assert image_io.read(path).pixels.shape == (512, 512, 3)
 
 
 def test_pillow_limit_set_again_by_other_code_still_gives_an_image_error(
@@ -219,7 +268,7 @@ def test_a_reader_broken_on_purpose_is_a_crash_or_a_wrong_result(tmp_path, monke
   """The contract checked, against image_io broken on purpose: errors that
   escape unwrapped, and a size limit that is not checked."""
   target = _target(tmp_path)
-  bomb = next(i for i in range(0, 400, 5) if target.make(i).group == 'png bomb'
+  bomb = next(i for i in range(0, 480, len(fuzz_images.FORMATS)) if target.make(i).group == 'png bomb'
               and np.prod(target.make(i).stated) < 100 * target.max_pixels)
   assert fuzzing.check_one(target, bomb)['o'] == 'refused'
   with monkeypatch.context() as m:
@@ -227,7 +276,7 @@ def test_a_reader_broken_on_purpose_is_a_crash_or_a_wrong_result(tmp_path, monke
     found = fuzzing.check_one(target, bomb)
   assert found['o'] == 'wrong' and 'not refused by its header' in found['d'], found
   monkeypatch.setattr(image_io, '_reading', lambda path: contextlib.nullcontext())
-  corrupt = next(i for i in range(0, 400, 5) if fuzzing.check_one(target, i)['o'] == 'crash')
+  corrupt = next(i for i in range(0, 480, len(fuzz_images.FORMATS)) if fuzzing.check_one(target, i)['o'] == 'crash')
   found = fuzzing.check_one(target, corrupt)
   escaped = found['d'].splitlines()[-1]  # The traceback's last line.
   assert escaped.startswith(('PIL.', 'OSError', 'SyntaxError', 'ValueError')), escaped
