@@ -107,9 +107,11 @@ class Claim:
 def hold(workdir: str) -> Claim:
   """Claims `workdir` (created if missing) for this process; raises
   WorkdirHeld, naming the holder, if another live process holds it."""
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, FILENAME)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  with errors.writing(path, 'A run writes its workdir; give it one where it '
+                      'can write (copy this one there to resume it)'):
+    os.makedirs(workdir, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError as e:

@@ -20,6 +20,8 @@ from typing import Callable, NoReturn, Optional, Sequence
 
 from absl import app, flags, logging
 
+from ae_research import logs
+
 FLAGS = flags.FLAGS
 
 # The flags defined by the functions below belong to the command that calls
@@ -61,6 +63,17 @@ def define_output(help: str) -> flags.FlagHolder[Optional[str]]:
 def define_overwrite(help: str) -> flags.FlagHolder[bool]:
   """--overwrite: replace outputs that exist (by default they are kept)."""
   return flags.DEFINE_bool('overwrite', False, help, allow_override=True)
+
+
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, "Also show the libraries' own reports (Orbax's and "
+    "tensorstore's errors from their threads, warnings) on the terminal; "
+    'without it a training run writes them to WORKDIR/details.log and a '
+    'command leaves them out, showing its own one-line message alone.')
+
+
+def verbose() -> bool:
+  return _VERBOSE.value
 
 
 def usage_error(message: str) -> NoReturn:
@@ -107,6 +120,7 @@ def run(main: Callable[[list[str]], Optional[int]],
   def quiet_main(argv: list[str]) -> Optional[int]:
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    logs.divert(None, verbose())  # The libraries' reports: --verbose only.
     return main(argv)
 
   app.run(quiet_main, flags_parser=flags_parser)

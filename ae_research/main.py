@@ -17,6 +17,7 @@ its fields:
 """
 
 import importlib.util
+import os
 import sys
 from typing import Optional
 
@@ -24,7 +25,7 @@ from absl import app, flags, logging
 import ml_collections
 from ml_collections import config_flags
 
-from ae_research import archs, cli, errors, preemption, train
+from ae_research import archs, cli, errors, logs, preemption, train
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -96,14 +97,6 @@ class _SwitchingArch(flags.ArgumentParser):
 
 
 FLAGS['config'].parser = _SwitchingArch(FLAGS['config'].parser)
-
-
-class _QuietLibraries:
-  """Drops INFO lines of Orbax and TFDS, which log every file they touch."""
-
-  def filter(self, record) -> bool:
-    noisy = ('/orbax/', '/tensorflow_datasets/', '/grain/')
-    return record.levelno > 20 or not any(n in record.pathname for n in noisy)
 
 
 def _unknown_field(flag: str, config) -> str:
@@ -178,14 +171,16 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
-  handler.addFilter(_QuietLibraries())
+  # The libraries' own reports (Orbax's tracebacks on a full disk...) go to
+  # the workdir's details.log, not between our lines (--verbose: both).
+  logs.divert(os.path.join(_WORKDIR.value, logs.FILENAME), cli.verbose())
   try:
     train.run(_CONFIG.value, _WORKDIR.value, _MODE.value, _DISTRIBUTED.value)
   except preemption.Preempted as e:
     logging.warning('%s', e)
     sys.exit(preemption.EXIT_STATUS)
   except errors.UserError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {e}{logs.pointer()}', file=sys.stderr)
     sys.exit(1)
 
 

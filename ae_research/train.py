@@ -38,7 +38,7 @@ from flax import linen as nn
 from jax.experimental import multihost_utils
 
 from ae_research import checkpointing, claim as claim_lib, config_lib, datasets
-from ae_research import device_data, errors
+from ae_research import device_data, errors, logs
 from ae_research import evaluate, input_pipeline
 from ae_research import models, parallel, preemption, pretrained, steps
 from ae_research import summaries
@@ -89,7 +89,7 @@ class Run:
         except Exception as e:  # pylint: disable=broad-except
           if not quiet:
             raise
-          logging.warning('While closing after an error: %s', e)
+          logs.detail(f'While closing after an error: {e}')
     finally:
       if self.claim is not None:
         self.claim.release()
@@ -477,6 +477,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
     raise ValueError(f"mode={mode!r}; use 'train' or 'eval'")
   if parallel.initialize_distributed(distributed) and jax.process_index():
     logging.set_verbosity(logging.WARNING)  # Process 0 reports progress.
+    logs.per_process(jax.process_index())  # Its own details.log.
   if mode == 'train':
     train_and_evaluate(config, workdir)
   else:

@@ -18,7 +18,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Bottom to top. A module imports modules of its own layer or below.
 LAYERS = [
     ('library', {
-        'errors', 'claim', 'defaults', 'color', 'checks', 'image_io', 'metrics',
+        'errors', 'logs', 'claim', 'defaults', 'color', 'checks', 'image_io', 'metrics',
         'corruptions', 'models', 'zoo', 'entropy_models', 'compression', 'steps',
         'parallel', 'archs',
         'checkpointing', 'preemption', 'summaries', 'tiling', 'datasets',

@@ -7,15 +7,18 @@ root) and with injected errors."""
 import errno
 import glob
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from ae_research import apply, checkpointing, cli, codec, errors, image_io, steps
+from ae_research import apply, checkpointing, cli, codec, datasets, errors, image_io
+from ae_research import steps
 from ae_research import summaries, train
 from ae_research import workdir as workdir_lib
 from configs import compress, denoise
@@ -41,6 +44,50 @@ def small_disk(tmp_path):
                 f'refuses: {e.stderr.decode().strip()}')
   yield path
   subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(workdir, data_dir):
+  """`python -m ae_research.main` on a small denoising run, as a user runs it."""
+  return subprocess.run(
+      [sys.executable, '-m', 'ae_research.main', '--config=configs/denoise.py:smoke',
+       f'--workdir={workdir}', f'--config.data_dir={data_dir}',
+       '--config.num_train_steps=40', '--config.checkpoint_every_steps=2',
+       '--config.keep_checkpoints=100'],
+      capture_output=True, text=True, cwd=_ROOT, timeout=900, check=False)
+
+
+def _one_line(result, *expected):
+  """The terminal's error output is our one line (the progress lines are
+  stdout's); the libraries' reports are in the file it names."""
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+  assert lines[0].startswith('error: cannot write ') and all(
+      e in lines[0] for e in expected), lines[0]
+  return lines[0]
+
+
+@pytest.mark.root('mounts size-limited and read-only tmpfs')
+@pytest.mark.slow
+@pytest.mark.parametrize('size', ['1200k', '2m'])  # A checkpoint fails, or a sample.
+def test_a_full_disk_or_a_read_only_workdir_is_one_line(tmp_path, data_dir, size):
+  config = denoise.get_config('smoke')
+  config.data_dir = data_dir
+  datasets.get_source(config, 'train')  # Built here: its progress bars are stderr's.
+  disk = tmp_path / 'disk'
+  _mount(disk, f'size={size}')
+  try:
+    line = _one_line(_train(disk / 'run', data_dir), 'ENOSPC')
+    found = re.search(r"\(the libraries' own reports: (\S+)\)$", line)
+    assert found, line  # Orbax's tracebacks: not on the terminal, in the file.
+    reports = open(found[1]).read()
+    assert 'Traceback' in reports and 'No space left' in reports
+    subprocess.run(['mount', '-o', 'remount,ro', str(disk)], check=True)
+    _one_line(_train(disk / 'run', data_dir), 'read-only (EROFS)', 'writer.lock')
+  finally:
+    subprocess.run(['umount', '-l', str(disk)], check=False)
 
 
 def _intact_steps(config, workdir):
