@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 
 import numpy as np
 import pytest
@@ -194,3 +195,83 @@ def test_sigterm_in_one_process_saves_and_resumes(tmp_path, data_dir):
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert f'Resumed from step {steps_saved[0]}' in result.stdout
   assert (workdir / 'metrics.json').exists()
+
+
+# -- Points on the host's GPUs ------------------------------------------------
+
+_CHILD = r'''
+import json, os, sys, time
+record, x = sys.argv[1], int(sys.argv[2])
+start = time.time()
+time.sleep(0.6)
+with open(record, 'a') as f:
+  f.write(json.dumps({'x': x, 'start': start, 'end': time.time(),
+                      'devices': os.environ.get('CUDA_VISIBLE_DEVICES'),
+                      'fraction': os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION')}) + '\n')
+sys.exit(3 if x == 1 else 0)  # Point 1 dies; its GPUs go to the next.
+'''
+
+
+def _gpu_study(points):
+  return types.SimpleNamespace(STUDY=sweep.Study(
+      name='gpus', config='configs/denoise.py', metrics=['model.psnr'],
+      points=[{'x': i} for i in range(points)]))
+
+
+def _launch(tmp_path, points, devices, parallel):
+  record = tmp_path / 'record.jsonl'
+  command = lambda study, point, workdir, extra: [
+      sys.executable, '-c', _CHILD, str(record), str(point['x'])]
+  results = local.run(_gpu_study(points), str(tmp_path / 'root'), parallel, [],
+                      poll=0.05, devices=devices, command=command)
+  rows = [json.loads(l) for l in record.read_text().splitlines()]
+  return results, sorted(rows, key=lambda r: r['start'])
+
+
+def _most_at_once(rows, devices=None):
+  """The most points that ran at the same moment (on `devices`)."""
+  rows = [r for r in rows if devices is None or r['devices'] == devices]
+  return max(sum(o['start'] <= r['start'] < o['end'] for o in rows) for r in rows)
+
+
+def test_each_point_gets_its_own_gpus_and_the_rest_wait(tmp_path, capsys):
+  devices = local.Devices(['0', '1', '2', '3', '4'], per_point=2)
+  assert devices.groups == [('0', '1'), ('2', '3')] and devices.unused == ['4']
+  results, rows = _launch(tmp_path, 5, devices, parallel=4)
+  out = capsys.readouterr().out
+  assert results == {f'x_{i}': (3 if i == 1 else 0) for i in range(5)}
+  assert {r['devices'] for r in rows} == {'0,1', '2,3'}
+  assert all(r['fraction'] is None for r in rows)  # A group of its own: all of it.
+  assert _most_at_once(rows) == 2  # --parallel=4, but two groups.
+  assert _most_at_once(rows, '0,1') == 1 and _most_at_once(rows, '2,3') == 1
+  # The point that died freed its group: the next point started on it.
+  died = next(r for r in rows if r['x'] == 1)
+  after = [r for r in rows if r['start'] >= died['end'] - 0.01]
+  assert died['devices'] in {r['devices'] for r in after}
+  assert 'but 2 group(s) of GPUs x 1 point(s) each: 2 at once' in out
+  assert 'GPU(s) 4 left unused' in out
+  assert 'x_0: started on GPUs 0,1' in out and 'x_1: FAILED (exit 3)' in out
+  logged = (tmp_path / 'root' / 'x_0.log').read_text()
+  assert logged.startswith('CUDA_VISIBLE_DEVICES=0,1 $ ')
+
+
+def test_points_share_a_gpu_with_their_share_of_its_memory(tmp_path, capsys):
+  devices = local.Devices(['7'], share=2)
+  _, rows = _launch(tmp_path, 4, devices, parallel=8)
+  assert {(r['devices'], r['fraction']) for r in rows} == {('7', f'{0.9 / 2:.3f}')}
+  assert _most_at_once(rows) == 2
+  assert 'x_0: started on GPU 7' in capsys.readouterr().out
+
+
+def test_without_gpus_points_share_the_host(tmp_path):
+  _, rows = _launch(tmp_path, 3, local.Devices([]), parallel=3)
+  assert {r['devices'] for r in rows} == {None} and _most_at_once(rows) == 3
+
+
+def test_the_hosts_gpus_are_found_without_starting_jax():
+  assert local.visible_gpus({'CUDA_VISIBLE_DEVICES': '2, 5'}) == ['2', '5']
+  assert local.visible_gpus({'CUDA_VISIBLE_DEVICES': ''}) == []
+  assert local.visible_gpus({}, smi=lambda: '0\n1\n') == ['0', '1']
+  assert local.visible_gpus({}, smi=lambda: None) == []
+  with pytest.raises(ValueError, match='devices_per_point=3, but this host has 2'):
+    local.Devices(['0', '1'], per_point=3)
