@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+import traceback
 from typing import Any, Callable, Optional
 
 import jax
@@ -268,6 +269,7 @@ def _train(run: Run, state: steps.TrainState, train_rng: jax.Array,
   started = time.perf_counter()
   try:
     for step in range(int(state.step) + 1, config.num_train_steps + 1):
+      parallel.progress.step, parallel.progress.phase = step, 'training'
       state, metrics = run.train_step(state, next(batches),
                                       jax.random.fold_in(train_rng, step))
       if watcher.reached(step) and step < config.num_train_steps:
@@ -336,6 +338,7 @@ def _evaluate(run: Run, state: steps.TrainState, step: int,
   without the classical methods)."""
   config = run.config
   logging.info('Evaluating step %d.', step)
+  parallel.progress.phase = 'evaluation'
   if full is None and config.eval_whole_images:
     full = run.task.evaluate_images(parallel.local_copy(state), run.predict,
                                     run.test_source, config, classical=False)
@@ -382,6 +385,7 @@ def _final_report(run: Run, state: steps.TrainState) -> dict[str, Any]:
   config, task = run.config, run.task
   step = int(state.step)
   logging.info('Final report: scoring step %d beside the baseline.', step)
+  parallel.progress.phase = 'final report'
   summary = {'step': step, 'task': config.task,
              'dataset': config.eval_dataset or config.dataset}
   if config.eval_whole_images:  # One pass scores the model and the baselines.
@@ -475,10 +479,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train',
   (mode 'train') or scores the trained run on whole images ('eval')."""
   if mode not in ('train', 'eval'):
     raise ValueError(f"mode={mode!r}; use 'train' or 'eval'")
-  if parallel.initialize_distributed(distributed) and jax.process_index():
-    logging.set_verbosity(logging.WARNING)  # Process 0 reports progress.
-    logs.per_process(jax.process_index())  # Its own details.log.
-  if mode == 'train':
-    train_and_evaluate(config, workdir)
-  else:
-    evaluate_workdir(config, workdir)
+  watch = None
+  if parallel.initialize_distributed(distributed):
+    if jax.process_index():
+      logging.set_verbosity(logging.WARNING)  # Process 0 reports progress.
+      logs.per_process(jax.process_index())  # Its own details.log.
+    watch = parallel.ProcessWatch().start()  # Stops this one if another dies.
+  try:
+    if mode == 'train':
+      train_and_evaluate(config, workdir)
+    else:
+      evaluate_workdir(config, workdir)
+    if watch is not None:  # Every process ends here, none before the others.
+      watch.finished()
+      parallel.leave_together()
+  except preemption.Preempted:
+    if watch is not None:  # Every process saved the same step and stops.
+      watch.finished()
+      parallel.leave_together()
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if watch is not None and parallel.lost_peer(e):  # Another one died.
+      logs.detail(traceback.format_exc())
+      parallel.stop_lost('a collective failed: another process is lost ('
+                         + str(e).splitlines()[0][:200] + ')')
+    raise
+  finally:
+    if watch is not None:
+      watch.finished()

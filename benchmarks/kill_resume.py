@@ -2,6 +2,7 @@
 
   python benchmarks/kill_resume.py                    # 20 SIGKILL runs, 10 SIGTERM runs
   python benchmarks/kill_resume.py --runs=2 --sigterm_runs=1   # a short check
+  python benchmarks/kill_resume.py --processes=2 --runs=10      # one of two processes
 
 Trains one short run without interruption (the reference), then, per run,
 starts the same command in a fresh workdir, kills it with SIGKILL at a
@@ -13,6 +14,14 @@ the final report, the rest anywhere. Where each kill landed is read from the
 process's log and from what it left: a temporary checkpoint folder left
 behind means the kill interrupted a save. The SIGTERM runs do the same with
 a scheduler's notice (the run saves and exits with 143 during training).
+
+With --processes=N the run is N processes with a jax.distributed
+coordinator on localhost (as launch/processes.py starts them), and each
+kill takes one of them, drawn at random, while it trains, evaluates, saves
+or writes its final report; every other process must stop on its own within
+60 s with its line naming the lost process (exit status 75). The seconds
+each took are printed, and the reference is an uninterrupted run of as many
+processes.
 
 Every run's final train state (parameters, optimizer state, batch
 statistics, step) is compared with the reference's, bit for bit. Prints
@@ -42,16 +51,30 @@ def main():
   parser.add_argument('--root', default='', help='default: a temporary folder')
   parser.add_argument('--steps', type=int, default=24)
   parser.add_argument('--keep', action='store_true', help='keep the workdirs')
+  parser.add_argument('--processes', type=int, default=1,
+                      help='processes of the run (several: SIGKILL runs only)')
   args = parser.parse_args()
   root = args.root or tempfile.mkdtemp(prefix='kill_resume_')
   os.makedirs(root, exist_ok=True)
   start = time.monotonic()
   cmd = kill_resume.command(root, args.steps, ROOT)
   env = kill_resume.environment(root, ROOT)
-  config, reference, duration = kill_resume.reference_run(root, cmd, env)
-  print(f'reference: step {reference[0]}, one run takes about {duration:.0f} s',
-        flush=True)
+  config, reference, duration = kill_resume.reference_run(
+      root, cmd, env, processes=args.processes)
+  print(f'reference: step {reference[0]}, one run of {args.processes} '
+        f'process(es) takes about {duration:.0f} s', flush=True)
   log = lambda s: print(s, flush=True)
+  if args.processes > 1:
+    kill = kill_resume.run_series(
+        root, cmd, env, signal.SIGKILL, args.runs, ['save', 'evaluation', 'final',
+                                                    'training'],
+        [0.4, 0.2, 0.1, 0.3], args.seed, reference, duration, config, log=log,
+        processes=args.processes)
+    print(kill_resume.summary(f'SIGKILL, one of {args.processes} processes', kill))
+    print(f'{time.monotonic() - start:.0f} s in all; workdirs in {root}')
+    if not args.keep and not args.root:
+      shutil.rmtree(root, ignore_errors=True)
+    sys.exit(0 if kill['identical'] == kill['runs'] and not kill['failed'] else 1)
   plans = ['save', 'evaluation', 'final', 'any']
   kill = kill_resume.run_series(
       root, cmd, env, signal.SIGKILL, args.runs, plans, [0.5, 0.15, 0.15, 0.2],

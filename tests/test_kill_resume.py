@@ -2,16 +2,22 @@
 benchmarks/kill_resume.py runs): a training killed with SIGKILL inside an
 asynchronous checkpoint save and started again with the same command ends
 bit-identical to an uninterrupted run. And the parts it is made of: the
-phases read from a run's log, the comparison and the summary."""
+phases read from a run's log, the comparison and the summary. A run of two
+processes, one of them killed: the other stops within a minute, and the
+rerun ends bit-identical to an uninterrupted run of two."""
 
 import os
 import signal
 import sys
+import threading
+import time
 
+import jax
 import numpy as np
 import pytest
 
-from ae_research import kill_resume
+from ae_research import kill_resume, parallel
+from launch import processes
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,3 +79,82 @@ def test_killed_inside_a_save_resumes_bit_identical(tmp_path):
   assert any(w.startswith('inside the save of step') for w in landed), landed
   summary = kill_resume.summary('SIGKILL', results)
   assert summary.startswith('SIGKILL: 1/1 runs bit-identical')
+
+
+@pytest.mark.slow
+def test_one_of_two_processes_killed_the_other_stops_and_the_rerun_is_bit_identical(
+    tmp_path):
+  """The CI case of `benchmarks/kill_resume.py --processes=2`: plain
+  processes with a coordinator on localhost, one SIGKILLed while training."""
+  root = str(tmp_path)
+  cmd = kill_resume.command(root, 12, PROJECT)
+  env = kill_resume.environment(root, PROJECT)
+  config, reference, duration = kill_resume.reference_run(root, cmd, env, timed=False,
+                                                          processes=2)
+  results = kill_resume.run_series(
+      root, cmd, env, signal.SIGKILL, runs=1, plans=['training'], weights=[1.0],
+      seed=0, reference=reference, duration=duration, config=config, max_kills=1,
+      processes=2, stop_limit=60.0)
+  assert not results['failed'], results['failed']
+  assert results['identical'] == 1
+  (kill,) = results['kills']
+  ((other, seconds, rc, said),) = kill.stops
+  assert other == 1 - kill.victim and seconds < 60
+  how = kill_resume.how_it_stopped(kill.victim, rc, said)
+  assert how is not None, (rc, said)
+  if how == 'its line':
+    assert said.startswith(f'error: process {other} of 2 stops at step ')
+  assert '1/1 runs bit-identical' in kill_resume.summary('SIGKILL', results)
+
+
+class _Client:
+  """jax's distributed client as ProcessWatch sees it."""
+
+  def __init__(self, answers):
+    self.answers = list(answers)
+
+  def get_live_nodes(self, everyone):
+    answer = self.answers.pop(0) if self.answers else everyone
+    if isinstance(answer, Exception):
+      raise answer
+    return {i: 0 for i in answer}
+
+
+@pytest.mark.parametrize('answers,expected', [
+    ([[0, 1], [0]], 'process 1 is lost (its heartbeats stopped)'),
+    ([[0, 1], RuntimeError('UNAVAILABLE: Socket closed')],
+     'the coordination service (process 0) is lost (UNAVAILABLE: Socket closed)'),
+])
+def test_the_process_watch_names_the_lost_process(answers, expected, monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  said = []
+  stopped = threading.Event()
+  def stop(cause):
+    said.append(cause)
+    stopped.set()
+  watch = parallel.ProcessWatch(_Client(answers), poll_seconds=0.01, stop=stop).start()
+  assert stopped.wait(10)
+  watch.finished()
+  assert said == [expected]
+
+
+def test_a_finished_watch_says_nothing(monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  said = []
+  watch = parallel.ProcessWatch(_Client([]), poll_seconds=0.01, stop=said.append)
+  watch.finished()
+  watch.start()
+  time.sleep(0.1)
+  assert said == []
+
+
+def test_each_local_process_is_told_its_place():
+  envs = parallel.local_environments(3, 4321, base={'A': '1'}, gpus=['5', '6', '7'])
+  assert [e[parallel.PROCESS_ID_VARIABLE] for e in envs] == ['0', '1', '2']
+  assert {e[parallel.PROCESSES_VARIABLE] for e in envs} == {'3'}
+  assert {e['JAX_COORDINATOR_ADDRESS'] for e in envs} == {'127.0.0.1:4321'}
+  assert [e['CUDA_VISIBLE_DEVICES'] for e in envs] == ['5', '6', '7']
+  assert all(e['A'] == '1' for e in envs)
+  assert 'CUDA_VISIBLE_DEVICES' not in parallel.local_environments(2, 1, {}, ['0'])[0]
+  assert processes.describe(-signal.SIGKILL) == 'ended by SIGKILL'
+  assert processes.describe(parallel.LOST_EXIT) == 'stopped: another process was lost'
