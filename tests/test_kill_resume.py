@@ -8,6 +8,7 @@ rerun ends bit-identical to an uninterrupted run of two."""
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -158,3 +159,18 @@ def test_each_local_process_is_told_its_place():
   assert 'CUDA_VISIBLE_DEVICES' not in parallel.local_environments(2, 1, {}, ['0'])[0]
   assert processes.describe(-signal.SIGKILL) == 'ended by SIGKILL'
   assert processes.describe(parallel.LOST_EXIT) == 'stopped: another process was lost'
+
+
+def test_the_launcher_waits_for_all_and_kills_one_that_does_not_stop(monkeypatch):
+  monkeypatch.setattr(parallel, 'HEARTBEAT_SECONDS', 0)
+  monkeypatch.setattr(processes, 'GRACE_SECONDS', 1)
+  start = lambda code: subprocess.Popen([sys.executable, '-c', code])
+  procs = [start('import os; os._exit(75)'), start('import time; time.sleep(60)'),
+           start('raise SystemExit(0)')]
+  said = []
+  begun = time.monotonic()
+  assert processes.wait(procs, log=said.append) == 75
+  assert time.monotonic() - begun < 30
+  assert said[0] == 'process 1 did not stop after another failed; killed'
+  assert 'process 0: stopped: another process was lost' in said[-1]
+  assert 'process 1: ended by SIGKILL' in said[-1]
