@@ -50,7 +50,7 @@ default_role = 'code'
 # signatures stay unlinked; these, and only these, may go unresolved.
 _THIRD_PARTY = (r'(jax|jaxlib|flax|numpy|np|optax|ml_collections|grain|absl|'
                 r'PIL|orbax|tensorboardX|tensorflow_datasets|types|typing|collections|'
-                r'dataclasses)'
+                r'dataclasses|logging)'
                 r'(\..+)?')
 nitpick_ignore_regex = [(r'py:(class|obj|data|func|meth|attr|exc|mod)',
                          _THIRD_PARTY)]
