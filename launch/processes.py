@@ -41,10 +41,22 @@ def start(flags: Sequence[str], processes: int, base: Optional[dict] = None,
           parallel.local_environments(processes, parallel.free_port(), base, gpus)]
 
 
-def wait(procs: list[subprocess.Popen], log=print) -> int:
+def saved_steps(workdir: Optional[str]) -> list[int]:
+  """The steps of the complete checkpoints in `workdir` (Orbax commits one
+  after every process has written its part; a save cut short is left as a
+  temporary folder)."""
+  folder = os.path.join(workdir or '', 'checkpoints')
+  if not workdir or not os.path.isdir(folder):
+    return []
+  return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+
+
+def wait(procs: list[subprocess.Popen], log=print,
+         workdir: Optional[str] = None) -> int:
   """Waits for every process; the first non-zero exit status (0 if none).
   After one fails, the others get the heartbeat timeout and GRACE_SECONDS
-  to stop on their own, then are killed."""
+  to stop on their own, then are killed; then one line says how each ended
+  (the one that ended first first) and where a rerun resumes."""
   failed_at, order = None, []
   while any(p.poll() is None for p in procs):
     order += [i for i, p in enumerate(procs) if p.poll() is not None and i not in order]
@@ -59,7 +71,11 @@ def wait(procs: list[subprocess.Popen], log=print) -> int:
     time.sleep(0.2)
   order += [i for i in range(len(procs)) if i not in order]
   if any(p.returncode for p in procs):  # Who ended first, and how each did.
-    log('; '.join(f'process {i}: {describe(procs[i].returncode)}' for i in order))
+    steps = saved_steps(workdir)
+    log('; '.join(f'process {i}: {describe(procs[i].returncode)}' for i in order)
+        + ('. Run the same command again: it resumes from step '
+           f'{steps[-1]}, the newest checkpoint every process completed'
+           if steps else ''))
   return next((procs[i].returncode for i in order if procs[i].returncode), 0)
 
 
@@ -92,7 +108,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.send_signal(signum)
   signal.signal(signal.SIGTERM, forward)
   signal.signal(signal.SIGINT, forward)
-  return wait(procs, log=lambda m: print(m, file=sys.stderr, flush=True))
+  workdir = next((f.split('=', 1)[1] for f in reversed(flags)
+                  if f.startswith('--workdir=')), None)
+  status = wait(procs, log=lambda m: print(f'launch.processes: {m}', file=sys.stderr,
+                                           flush=True), workdir=workdir)
+  return 128 - status if status < 0 else status  # Killed by N: 128 + N, as a shell.
 
 
 if __name__ == '__main__':

@@ -161,7 +161,8 @@ def test_each_local_process_is_told_its_place():
   assert processes.describe(parallel.LOST_EXIT) == 'stopped: another process was lost'
 
 
-def test_the_launcher_waits_for_all_and_kills_one_that_does_not_stop(monkeypatch):
+def test_the_launcher_waits_for_all_and_kills_one_that_does_not_stop(monkeypatch,
+                                                                     tmp_path):
   monkeypatch.setattr(parallel, 'HEARTBEAT_SECONDS', 0)
   monkeypatch.setattr(processes, 'GRACE_SECONDS', 1)
   start = lambda code: subprocess.Popen([sys.executable, '-c', code])
@@ -169,8 +170,13 @@ def test_the_launcher_waits_for_all_and_kills_one_that_does_not_stop(monkeypatch
            start('raise SystemExit(0)')]
   said = []
   begun = time.monotonic()
-  assert processes.wait(procs, log=said.append) == 75
+  workdir = tmp_path / 'run'
+  for step in ('6', '12', '15.orbax-checkpoint-tmp-1'):  # The last, cut short.
+    (workdir / 'checkpoints' / step).mkdir(parents=True)
+  assert processes.wait(procs, log=said.append, workdir=str(workdir)) == 75
   assert time.monotonic() - begun < 30
   assert said[0] == 'process 1 did not stop after another failed; killed'
   assert 'process 0: stopped: another process was lost' in said[-1]
   assert 'process 1: ended by SIGKILL' in said[-1]
+  assert said[-1].endswith('it resumes from step 12, the newest checkpoint every '
+                           'process completed')
