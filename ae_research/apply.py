@@ -160,6 +160,31 @@ def save(result: Result, paths: dict[str, str]) -> None:
     raise
 
 
+class _Skipped(Exception):
+  """An input that cannot be done (the message says why); the others go on."""
+
+
+def _one(applier: Applier, path: str, paths: dict[str, str], progress) -> tuple:
+  """(image, result) of one input, its outputs all written (or none); a bad
+  file or too little memory for it is _Skipped."""
+  try:
+    image = image_io.read(path)
+    result = applier(image, compare=_COMPARE.value, on_tile=progress.on_tile)
+    save(result, paths)
+  except (image_io.ImageError, ValueError) as e:
+    raise _Skipped(str(e)) from e
+  except errors.StorageError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not errors.out_of_memory(e):
+      raise
+    raise _Skipped(f'{path}: not enough memory to apply the model to it '
+                   f'({type(e).__name__}); nothing written for it. Smaller '
+                   'tiles need less: --memory_mb or --tiling=tiles '
+                   '--tile_size') from e
+  return image, result
+
+
 _WORKDIR = cli.define_workdir('The training run to apply (or --pretrained).')
 _PRETRAINED = cli.define_pretrained('A shipped model to apply instead of a '
                                     'training run (python -m '
@@ -284,26 +309,14 @@ def main(argv: list[str]) -> int:
     for path, name, paths in todo:
       start = time.perf_counter()
       try:
-        image = image_io.read(path)
-        result = applier(image, compare=_COMPARE.value, on_tile=progress.on_tile)
-        save(result, paths)  # All of its outputs, or none.
-      except (image_io.ImageError, ValueError) as e:
-        progress.write(f'error: {e}; skipped')
-        failed.append(path)
-        progress.next_file(name, 0.0)
-        continue
+        image, result = _one(applier, path, paths, progress)
       except errors.StorageError as e:
         progress.write(f'error: {e}. The {written} image(s) written before it '
                        'are complete; free space and run the same command '
                        'again: it skips them and does the rest.')
         return 1
-      except Exception as e:  # pylint: disable=broad-except
-        if not errors.out_of_memory(e):
-          raise
-        progress.write(f'error: {path}: not enough memory to apply the model '
-                       f'to it ({type(e).__name__}); nothing written for it, '
-                       'skipped. Smaller tiles need less: --memory_mb or '
-                       '--tiling=tiles --tile_size')
+      except _Skipped as e:
+        progress.write(f'error: {e}; skipped')
         failed.append(path)
         progress.next_file(name, 0.0)
         continue
