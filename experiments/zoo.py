@@ -72,6 +72,17 @@ class ScoreSet:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+  """A training before a recipe's own, in the workdir runs/RECIPE-NAME,
+  whose weights start the next (config.init_from): e.g. a codec trained
+  over a narrower range of rates first, then widened."""
+  name: str
+  overrides: tuple[str, ...]  # Its --config.X=Y, in place of the recipe's.
+  cpu_steps: int
+  evals: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
   """How one shipped model is trained and scored."""
   name: str
@@ -86,17 +97,22 @@ class Recipe:
   check_overrides: dict = dataclasses.field(default_factory=dict)
   # The GPU budget: steps (its share of about 6 minutes of training on one
   # H100, from the images/s measured there: docs/speed.md), overrides, and
-  # the config when the GPU affords a larger model.
+  # the config when the GPU affords a larger model. 0: not in the GPU budget.
   gpu_steps: int = 0
   gpu_overrides: tuple[str, ...] = ('--config.batch_size=128',
                                     '--config.compute_dtype=bfloat16')
   gpu_config: Optional[str] = None
+  # Trained in order before the recipe's own training (CPU budget only),
+  # each from the weights of the one before; the recipe's from the last's.
+  stages: tuple[Stage, ...] = ()
 
   def resolve(self, shared: str) -> 'Recipe':
     """The recipe with the standard data at `shared`."""
     put = lambda text: text.replace('{shared}', shared)
     return dataclasses.replace(
         self, overrides=tuple(put(o) for o in self.overrides),
+        stages=tuple(dataclasses.replace(st, overrides=tuple(map(put, st.overrides)))
+                     for st in self.stages),
         scores=tuple(dataclasses.replace(s, dataset=put(s.dataset))
                      for s in self.scores))
 
@@ -106,6 +122,11 @@ class Recipe:
             f'--config.num_train_steps={steps}',
             f'--config.eval_every_steps={every}',
             f'--config.checkpoint_every_steps={every}']
+
+
+def stage_workdirs(recipe: Recipe, workdir: str) -> list[str]:
+  """The workdirs of the recipe's stages, in order, beside its own."""
+  return [f'{os.path.normpath(workdir)}-{st.name}' for st in recipe.stages]
 
 
 def _sr(scale: int, steps: int, gpu_steps: int) -> Recipe:
@@ -182,6 +203,46 @@ def _gaussian(sigma: int, *published: tuple[str, float]) -> Recipe:
       gpu_overrides=('--config.batch_size=128', '--config.compute_dtype=bfloat16',
                      '--config.optimizer.learning_rate=1e-3'))
 
+# CompressAI's mean-scale hyperprior on Kodak (rd.PUBLISHED['kodak']): the
+# shipped codec's BD-rates against it come from `python -m ae_research.rd
+# --pretrained=compress-variable --published=kodak` (docs/reproductions.md).
+_CODEC_DATA = (f'--config.dataset=folder:{TRAIN}/T91,{TRAIN}/CBSD432',
+               f'--config.eval_dataset=folder:{TEST}/Kodak24',
+               '--config.compress.eval_qualities=(0.0, 25.0, 50.0, 75.0, 100.0)')
+# From trained weights: a quarter of the learning rate, a short warmup.
+_FINE_TUNE = ('--config.optimizer.learning_rate=0.0005',
+              '--config.optimizer.warmup_steps=100')
+
+
+def _codec() -> Recipe:
+  """The variable-rate mean-scale codec at its CPU size (experiments/
+  codec_budget.py's `small`, the best at two hours of 2 CPU cores): two
+  hours over lambdas 0.0018-0.1 (Kodak24 0.26-1.32 bpp), then from those
+  weights at a quarter of the learning rate 25 minutes over 0.00018-0.15
+  (0.113-1.26 bpp) and 13 over 0.0001-0.15 (the default range), so that
+  one model spans 0.1-1.2 bpp."""
+  return Recipe(
+      name='compress-variable',
+      summary=('variable-rate compression: one mean-scale hyperprior model '
+               'for every rate (gain vectors, Cui et al. 2021), qualities '
+               '0-100 in the .aec file'),
+      config='configs/compress.py:variable', data='T91 + CBSD432',
+      overrides=(*_CODEC_DATA, *_FINE_TUNE,
+                 '--config.compress.lmbda_range=(0.0001, 0.15)'),
+      cpu_steps=4000, evals=2,
+      stages=(Stage('narrow', (*_CODEC_DATA,
+                               '--config.compress.lmbda_range=(0.0018, 0.1)'),
+                    cpu_steps=36000, evals=8),
+              Stage('wide', (*_CODEC_DATA, *_FINE_TUNE,
+                             '--config.compress.lmbda_range=(0.00018, 0.15)'),
+                    cpu_steps=8000, evals=4)),
+      # Eleven qualities, as the docs' `ae_research.rd` table codes them.
+      scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'bd_rate_jpeg',
+                       also=('bd_rate_webp',), overrides={
+                           'compress.eval_qualities': tuple(
+                               float(q) for q in range(0, 101, 10))}),))
+
+
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
         name='colorize-shapes',
@@ -227,6 +288,7 @@ RECIPES: tuple[Recipe, ...] = (
         scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'psnr',
                          also=('colorfulness', 'colorfulness_target')),),
         gpu_steps=6000),
+    _codec(),
 )
 BY_NAME = {r.name: r for r in RECIPES}
 
@@ -279,47 +341,60 @@ def smoke_data(folder: str) -> tuple[list[str], ScoreSet]:
   small images from scikit-image, for the smoke budget."""
   os.makedirs(folder, exist_ok=True)
   for name in ('astronaut', 'coffee'):
-    image = getattr(skimage.data, name)()[:96, :120]
+    # Sides of 168: MS-SSIM's five scales (the codec scores it) need 161.
+    image = getattr(skimage.data, name)()[:168, :200]
     Image.fromarray(image).save(os.path.join(folder, f'{name}.png'))
   return (['--config.dataset=photos', f'--config.eval_dataset=folder:{folder}'],
           ScoreSet('smoke', f'folder:{folder}', 'psnr'))
 
 
 def smoke_recipe(recipe: Recipe, folder: str) -> Recipe:
-  """The recipe on generated data, the smoke variant."""
+  """The recipe on generated data, the smoke variant (its own warmup: a
+  few steps are fewer than the recipe's)."""
   config = recipe.config + (',smoke' if ':' in recipe.config else ':smoke')
   if recipe.name == 'colorize-shapes':  # Generated data already.
     return dataclasses.replace(recipe, config=config, cpu_steps=20)
   overrides, folder_set = smoke_data(folder)
-  keep = [o for o in recipe.overrides if not o.startswith(
-      ('--config.dataset=', '--config.eval_dataset='))]
-  first = recipe.scores[0]
-  sets = (dataclasses.replace(folder_set, metric=first.metric,
-                              overrides=first.overrides),)
-  return dataclasses.replace(recipe, config=config, overrides=(*keep, *overrides),
-                             cpu_steps=20, evals=1, scores=sets)
+  keep = lambda given: (*[o for o in given if not o.startswith((
+      '--config.dataset=', '--config.eval_dataset=',
+      '--config.optimizer.warmup_steps='))], *overrides)
+  sets = (dataclasses.replace(folder_set, metric=recipe.scores[0].metric,
+                              overrides=recipe.scores[0].overrides),)
+  stages = tuple(dataclasses.replace(st, cpu_steps=20, evals=1,
+                                     overrides=keep(st.overrides))
+                 for st in recipe.stages)
+  return dataclasses.replace(recipe, config=config, overrides=keep(recipe.overrides),
+                             cpu_steps=20, evals=1, scores=sets, stages=stages)
 
 
 # ---------------------------------------------------------------------------
 # The commands.
 
 
-def budget_command(recipe: Recipe, budget: str, workdir: str) -> list[str]:
-  """The training command of `recipe` for `budget` ('cpu' and 'smoke': its
-  steps; 'gpu': its GPU steps, overrides and config)."""
-  if budget != 'gpu':
-    return train_command(recipe, recipe.cpu_steps, workdir)
-  if recipe.gpu_config:
-    recipe = dataclasses.replace(recipe, config=recipe.gpu_config)
-  return train_command(recipe, recipe.gpu_steps, workdir, recipe.gpu_overrides)
+def budget_commands(recipe: Recipe, budget: str, workdir: str) -> list[list[str]]:
+  """The training commands of `recipe` for `budget`, in order ('cpu' and
+  'smoke': its stages', each from the weights of the one before, then its
+  own; 'gpu': its GPU steps, overrides and config)."""
+  if budget == 'gpu':
+    if recipe.gpu_config:
+      recipe = dataclasses.replace(recipe, config=recipe.gpu_config)
+    return [train_command(recipe, recipe.gpu_steps, workdir, recipe.gpu_overrides)]
+  commands, start = [], []
+  for stage, stage_dir in zip(recipe.stages, stage_workdirs(recipe, workdir)):
+    as_stage = dataclasses.replace(recipe, overrides=stage.overrides,
+                                   evals=stage.evals)
+    commands.append(train_command(as_stage, stage.cpu_steps, stage_dir, start))
+    start = [f'--config.init_from={stage_dir}']
+  return commands + [train_command(recipe, recipe.cpu_steps, workdir, start)]
 
 
 def train(recipe: Recipe, budget: str, runs: str) -> str:
-  """Trains the recipe's model in runs/NAME (resumes one there)."""
+  """Trains the recipe's model in runs/NAME (resumes one there), after its
+  stages, if any, in runs/NAME-STAGE."""
   workdir = os.path.join(runs, recipe.name)
-  command = budget_command(recipe, budget, workdir)
-  print(f'=== {recipe.name}: {shown(command)}', flush=True)
-  subprocess.run(command, check=True)
+  for command in budget_commands(recipe, budget, workdir):
+    print(f'=== {recipe.name}: {shown(command)}', flush=True)
+    subprocess.run(command, check=True)
   return workdir
 
 
@@ -328,7 +403,8 @@ def export(recipe: Recipe, runs: str, zoo_dir: str, budget: str) -> pretrained.E
   workdir = os.path.join(runs, recipe.name)
   # As a user reproduces it: the standard data at ../shared, runs/zoo.
   as_shipped = recipe if budget == 'smoke' else BY_NAME[recipe.name].resolve('../shared')
-  commands = [shown(budget_command(as_shipped, budget, os.path.join(RUNS, recipe.name))),
+  commands = [*map(shown, budget_commands(as_shipped, budget,
+                                          os.path.join(RUNS, recipe.name))),
               shown([sys.executable, '-m', 'experiments.zoo', 'export',
                      f'--only={recipe.name}'])]
   data = recipe.data if budget != 'smoke' else 'photos (smoke)'
@@ -337,7 +413,8 @@ def export(recipe: Recipe, runs: str, zoo_dir: str, budget: str) -> pretrained.E
       commands=commands,
       score_sets=[dataclasses.asdict(s) for s in recipe.scores],
       check_metric=recipe.check_metric, check_overrides=recipe.check_overrides,
-      overwrite=_OVERWRITE.value or budget != 'cpu', classical=_CLASSICAL.value)
+      overwrite=_OVERWRITE.value or budget != 'cpu', classical=_CLASSICAL.value,
+      before=stage_workdirs(recipe, workdir) if budget != 'gpu' else [])
 
 
 def speed(chosen: Sequence[Recipe], out: str, budget: str) -> None:
@@ -415,6 +492,14 @@ def main(argv: list[str]) -> int:
       return 2
     runs = os.path.join(_OUT.value, 'runs')
     zoo_dir = os.path.join(_OUT.value, 'weights')
+  if budget == 'gpu':  # Recipes without GPU steps train on CPU only.
+    for r in chosen:
+      if not r.gpu_steps:
+        print(f'{r.name}: no GPU steps (not timed on a GPU yet); left out of '
+              'the GPU budget', flush=True)
+    chosen = [r for r in chosen if r.gpu_steps]
+    if not chosen:
+      return 0
   if budget == 'smoke':
     folder = os.path.join(runs, 'smoke_test_images')
     chosen = [smoke_recipe(r, folder) for r in chosen]

@@ -158,3 +158,16 @@ def test_bd_table_compares_every_curve_with_the_others_and_not_itself():
   assert table['a_vs_published']['psnr'] == pytest.approx(0, abs=1e-6)
   assert table['a_vs_published']['ms_ssim'] is None
   assert '| a | published | +0.0% | n/a |' in md
+
+
+def test_each_learned_point_is_shown_beside_the_anchors_at_its_rate():
+  anchor = [{'bpp': b, 'psnr': 30 + 10 * math.log10(b)} for b in (0.1, 1.0)]
+  points = [{'quality': q, 'bpp': b, 'psnr': 31.0, 'ms_ssim': 0.95}
+            for q, b in ((0.0, 0.05), (50.0, 10 ** -0.5))]
+  md = rd.at_rate_table('one', points, {'jpeg': anchor})
+  rows = [line.split(' | ') for line in md.splitlines()[2:]]
+  # Outside the anchor's rates: no figure; inside: its curve, linear in log rate.
+  assert rows[0][0] == '| 0' and rows[0][-1] == '- |'
+  assert rows[1][0] == '| 50' and float(rows[1][-1][:-2]) == pytest.approx(
+      30 - 5, abs=0.01)
+  assert 'jpeg at this rate' in md.splitlines()[0]

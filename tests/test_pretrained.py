@@ -48,6 +48,8 @@ def test_shipped_variables_have_the_names_and_shapes_of_the_model(name):
   side = 2 * model.downsampling * max(1, 8 // model.downsampling)
   x = jnp.zeros((1, side, side, task.input_channels(config)))
   out = model.apply(variables, x, train=False)
+  if isinstance(out, dict):  # A codec: the image, its likelihoods, ...
+    out = out['output']
   assert out.shape[0] == 1 and np.all(np.isfinite(np.asarray(out)))
 
 
@@ -56,9 +58,9 @@ def test_shipped_model_is_trained_by_its_recipe(name):
   # The manifest's reproduce command is the recipe's, as experiments.zoo
   # writes it today.
   recipe = zoo.BY_NAME[name].resolve('../shared')
-  want = zoo.shown(zoo.train_command(recipe, recipe.cpu_steps,
-                                     os.path.join(zoo.RUNS, name)))
-  assert pretrained.entry(name).commands[0] == want
+  want = [zoo.shown(c) for c in zoo.budget_commands(
+      recipe, 'cpu', os.path.join(zoo.RUNS, name))]
+  assert pretrained.entry(name).commands[:len(want)] == want
 
 
 def test_weights_are_all_listed_checked_and_small():
@@ -330,6 +332,34 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
   assert e.check['value'] == pytest.approx(
       pretrained.recheck(name, os.path.join(out, 'weights'))[0], abs=0.05)
   assert os.path.isfile(os.path.join(out, 'zoo.md'))
+  # A recipe of stages: each trained, each in the entry's budget.
+  assert len(e.training.get('before', [])) == len(zoo.BY_NAME[name].stages)
+
+
+def test_each_stage_of_a_recipe_starts_from_the_one_before():
+  staged = [r for r in zoo.RECIPES if r.stages]
+  assert staged
+  for recipe in staged:
+    commands = zoo.budget_commands(recipe, 'cpu', 'runs/zoo/x')
+    assert len(commands) == len(recipe.stages) + 1
+    assert not any(a.startswith('--config.init_from') for a in commands[0])
+    for stage, command, after in zip(recipe.stages, commands, commands[1:]):
+      workdir = f'runs/zoo/x-{stage.name}'
+      assert f'--workdir={workdir}' in command
+      assert f'--config.num_train_steps={stage.cpu_steps}' in command
+      assert f'--config.init_from={workdir}' in after
+    assert '--workdir=runs/zoo/x' in commands[-1]
+
+
+def test_the_gpu_budget_leaves_out_recipes_without_gpu_steps(tmp_path):
+  cpu_only = [r.name for r in zoo.RECIPES if not r.gpu_steps]
+  assert cpu_only
+  r = subprocess.run([sys.executable, '-m', 'experiments.zoo', 'all', '--budget=gpu',
+                      f'--only={",".join(cpu_only)}', f'--out={tmp_path}'],
+                     cwd=ROOT, capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert all(f'{n}: no GPU steps' in r.stdout for n in cpu_only)
+  assert not os.path.exists(tmp_path / 'runs')
 
 
 @pytest.mark.slow

@@ -385,21 +385,25 @@ def export(workdir: str, name: str, zoo_dir: str, *, summary: str,
            check_metric: str = 'psnr', check_overrides: Optional[dict] = None,
            step: Optional[int] = None, overwrite: bool = False,
            hardware_name: Optional[str] = None, classical: bool = True,
-           progress=print) -> Entry:
+           before: Sequence[str] = (), progress=print) -> Entry:
   """Writes the latest checkpoint (or `step`) of the run in `workdir` as
   model `name` of the zoo in `zoo_dir`: its weights file and its manifest
   entry, with its scores on `score_sets` ({'label', 'dataset' (a data
   source's name, e.g. folder:PATH or shapes), 'overrides', 'metric',
   'published': {who: value}, optionally 'max_images' (the first N) and
   'classical' (False: the model and its baseline only)}) and its check
-  score. A model of
-  that name is replaced only with `overwrite`."""
+  score. `before`: the workdirs of trainings that came first, each
+  starting the next (config.init_from), recorded in the entry's training.
+  A model of that name is replaced only with `overwrite`."""
   path = os.path.join(zoo_dir, f'{name}.msgpack')
   known = _manifest_or_empty(zoo_dir)
   if (name in known or os.path.exists(path)) and not overwrite:
     raise PretrainedError(f'{zoo_dir} already holds a model {name!r}; pass '
                           '--overwrite to replace it')
   config = workdir_lib.load_config(workdir)
+  hardware_name = hardware_name or hardware()
+  stages = [_training(w, workdir_lib.load_config(w), data, hardware_name)
+            for w in before]
   state, step = workdir_lib.restore_latest(config, workdir, step)
   state = jax.device_put(state, jax.devices()[0])
   variables = {'params': state.params, **state.model_state}
@@ -429,8 +433,8 @@ def export(workdir: str, name: str, zoo_dir: str, *, summary: str,
       sha256=sha256(path), bytes=len(blob),
       parameters=models.count_params(state.params),
       config=json.loads(config.to_json_best_effort()),
-      training={**_training(workdir, config, data, hardware_name or hardware()),
-                'step': int(step)},
+      training={**_training(workdir, config, data, hardware_name),
+                'step': int(step), **({'before': stages} if stages else {})},
       commands=list(commands), scores=scores, check=check)
   known[name] = e
   _write_manifest(zoo_dir, known)
@@ -495,12 +499,17 @@ def score_cells(e: Entry) -> list[str]:
 
 
 def budget(e: Entry) -> str:
-  """'T91; 23,000 steps of 32 patches 48px; 2 CPU cores, 10 min'."""
+  """'T91; 23,000 steps of 32 patches 48px; 2 CPU cores, 10 min', the
+  trainings before it first ('36,000 then 8,000 steps ..., 150 + 30 min')."""
   t = e.training
-  return (f'{t["data"]}; {t["steps"]:,} steps of {t["batch_size"]}'
+  stages = [*t.get('before', []), t]
+  minutes = [s.get('minutes') for s in stages]
+  return (f'{t["data"]}; ' + ' then '.join(f'{s["steps"]:,}' for s in stages)
+          + f' steps of {t["batch_size"]}'
           + (f' patches {t["patch_size"]}px' if t.get('patch_size') else '')
           + f'; {t["hardware"]}'
-          + (f', {t["minutes"]:g} min' if t.get('minutes') is not None else ''))
+          + (f', {" + ".join(f"{m:g}" for m in minutes)} min'
+             if None not in minutes else ''))
 
 
 def table(entries: Sequence[Entry]) -> str:

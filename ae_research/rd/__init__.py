@@ -286,6 +286,24 @@ def curve_table(curves: dict[str, Sequence[dict]]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def at_rate_table(name: str, points: Sequence[dict],
+                  anchors: dict[str, Sequence[dict]]) -> str:
+  """One learned curve's points, each beside every anchor's PSNR at its
+  rate (interpolated in log rate; '-' outside an anchor's rates)."""
+  fmt = lambda v: '-' if v is None else f'{v:.2f}'
+  lines = [f'| {name}: setting | bpp | PSNR (dB) | MS-SSIM | '
+           + ' | '.join(f'{a} at this rate' for a in anchors) + ' |',
+           '|---|---|---|---|' + '---|' * len(anchors)]
+  for p in sorted(points, key=lambda p: p['bpp']):
+    setting = p.get('quality', p.get('setting', ''))
+    cells = [f'{setting:g}' if isinstance(setting, (int, float)) else str(setting),
+             f'{p["bpp"]:.4f}', f'{p["psnr"]:.2f}',
+             f'{p["ms_ssim"]:.4f}' if 'ms_ssim' in p else '-',
+             *(fmt(interpolate(a, p['bpp'])) for a in anchors.values())]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def bd_table(learned: dict[str, Sequence[dict]],
              anchors: dict[str, Sequence[dict]]) -> tuple[dict, str]:
   """BD-rates of every learned curve against every anchor (a curve is not

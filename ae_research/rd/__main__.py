@@ -146,7 +146,10 @@ def main(argv: list[str]) -> int:
   if published:
     md += (f'Published curves (dashed on the plots): '
            f'{rd.PUBLISHED_SOURCE[_PUBLISHED.value]}.\n\n')
-  md += f'{bd_md}\n{rd.curve_table(curves)}'
+  md += bd_md + ''.join(  # Each learned point beside the others at its rate.
+      f'\n{rd.at_rate_table(n, pts, {**anchors, **published})}'
+      for n, pts in learned.items())
+  md += f'\n{rd.curve_table(curves)}'
   summaries.write_text(os.path.join(output, 'results.md'), md)
   print(md)
   return 0
