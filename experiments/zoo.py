@@ -203,9 +203,6 @@ def _gaussian(sigma: int, *published: tuple[str, float]) -> Recipe:
       gpu_overrides=('--config.batch_size=128', '--config.compute_dtype=bfloat16',
                      '--config.optimizer.learning_rate=1e-3'))
 
-# CompressAI's mean-scale hyperprior on Kodak (rd.PUBLISHED['kodak']): the
-# shipped codec's BD-rates against it come from `python -m ae_research.rd
-# --pretrained=compress-variable --published=kodak` (docs/reproductions.md).
 _CODEC_DATA = (f'--config.dataset=folder:{TRAIN}/T91,{TRAIN}/CBSD432',
                f'--config.eval_dataset=folder:{TEST}/Kodak24',
                '--config.compress.eval_qualities=(0.0, 25.0, 50.0, 75.0, 100.0)')
@@ -236,7 +233,9 @@ def _codec() -> Recipe:
               Stage('wide', (*_CODEC_DATA, *_FINE_TUNE,
                              '--config.compress.lmbda_range=(0.00018, 0.15)'),
                     cpu_steps=8000, evals=4)),
-      # Eleven qualities, as the docs' `ae_research.rd` table codes them.
+      # Eleven qualities, as the docs' table codes them (`python -m
+      # ae_research.rd --pretrained=compress-variable --published=kodak`,
+      # which adds the BD-rates against CompressAI's published curves).
       scores=(ScoreSet('Kodak24', f'folder:{TEST}/Kodak24', 'bd_rate_jpeg',
                        also=('bd_rate_webp',), overrides={
                            'compress.eval_qualities': tuple(
