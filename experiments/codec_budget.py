@@ -27,8 +27,16 @@ the machine during a run.
 the same architecture at the lambdas of qualities 0, 50 and 100, each for a
 third of the variable-rate model's steps; `report` gives the BD-rate of the
 one model against the three on the same images. `--steps` scales both
-sides (the variable-rate model's steps, a third of them each fixed one),
-e.g. the docs' comparison, scored on all of Kodak24 by `ae_research.rd`:
+sides (the variable-rate model's steps, a third of them each fixed one).
+The docs' comparison at the full budget (36,000 steps against 3 x 12,000;
+only the last step is evaluated) and at a small one, each scored on all of
+Kodak24 by `ae_research.rd`:
+
+  python -m experiments.codec_budget per_lambda --only=small --evals=1
+  python -m ae_research.rd --workdirs=runs/codec_budget/small,\
+      runs/codec_budget/small_lambda_0.0018,runs/codec_budget/small_lambda_0.01342,\
+      runs/codec_budget/small_lambda_0.1 --qualities=0,25,50,75,100 \
+      --dataset=folder:../shared/testsets/Kodak24 --output=runs/equal_full_rd
 
   python -m experiments.codec_budget train --only=small --steps=4500 --evals=1 --runs=runs/equal
   python -m experiments.codec_budget per_lambda --only=small --steps=4500 --evals=1 --runs=runs/equal
