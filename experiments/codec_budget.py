@@ -18,7 +18,10 @@ the histories into PSNR at 0.3, 0.5 and 1 bpp (each evaluation's curve
 interpolated in log rate, so runs of other lambda ranges compare) and the
 BD-rate against Pillow's JPEG on the same images, both against minutes of training
 (`codec_budget.png`, `codec_budget.md`), so the default is chosen from where
-the curves are after two hours, not from the first minutes. The minutes
+the curves are after two hours, not from the first minutes. The evaluations
+drawn are kept beside them (`codec_budget.json`): a report without a run's
+workdir draws that run from the record, so the docs are made again from a
+clean clone. The minutes
 are steps at each architecture's rate measured on an idle machine (`rate`;
 ARCHS records it), not the wall clock, which counts whatever else shared
 the machine during a run.
@@ -108,7 +111,8 @@ ARCHS = (
     # resumes under the config it was started with.
     Arch('published', 'the published low-rate size: four levels of 128, '
          'M=192, N=128', 'variable,n128', ('--config.patch_size=128',),
-         steps=10000, steps_per_second=1.38, lmbda_range=(0.0003, 0.1)),
+         steps=10000, steps_per_second=1.38, lmbda_range=(0.0003, 0.1),
+         evals=5),  # Every 24 minutes: each Kodak24 evaluation takes ~3.
 )
 BY_NAME = {a.name: a for a in ARCHS}
 
@@ -208,18 +212,60 @@ def jpeg_curve(shared: str, smoke: bool) -> list[dict]:
   return rd.classical_curves(images, {'jpeg': rd.QUALITIES['jpeg']})['jpeg']['mean']
 
 
-def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
-  smoke = args.budget == 'smoke'
-  jpeg = jpeg_curve(args.shared, smoke)
+RECORD = 'codec_budget.json'  # Beside the plot: the evaluations it draws.
+_KEPT = re.compile(r'step$|(psnr|bpp)_q[\d.]+$')
+
+
+def read_record(out: str) -> dict:
+  """{architecture: {'source', 'history'}} of the evaluations an earlier
+  report drew (`out/codec_budget.json`), so the plot and the table are made
+  again without the runs."""
+  path = os.path.join(out, RECORD)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)['runs']
+
+
+def histories(chosen: list[Arch], runs: str, out: str) -> dict[str, dict]:
+  """Each architecture's evaluations: its run's (`runs/<name>`) where it
+  has any, else those the record in `out` keeps."""
+  record = read_record(out)
   found = {}
   for arch in chosen:
-    workdir = os.path.join(args.runs, arch.name)
-    history = history_curves(train.read_history(workdir), arch.steps_per_second)
-    if not history:
-      raise errors.UserError(f'{workdir} has no evaluations of a variable-rate '
-                             'run yet: train it first (experiments.codec_budget '
-                             f'train --only={arch.name})')
-    found[arch.name] = history
+    workdir = os.path.join(runs, arch.name)
+    rows = [{k: v for k, v in r.items() if _KEPT.match(k)}
+            for r in train.read_history(workdir)]
+    if any(len(r) > 1 for r in rows):
+      found[arch.name] = {'source': f'{arch.name}\'s eval_history.jsonl',
+                          'history': rows}
+    elif arch.name in record:
+      found[arch.name] = record[arch.name]
+    else:
+      raise errors.UserError(
+          f'{workdir} has no evaluations of a variable-rate run yet, and '
+          f'{os.path.join(out, RECORD)} keeps none of {arch.name}: train it '
+          f'first (experiments.codec_budget train --only={arch.name})')
+  return found
+
+
+def write_record(out: str, found: dict[str, dict]) -> None:
+  """Adds the evaluations drawn to the record (others are kept)."""
+  record = {**read_record(out), **found}
+  text = json.dumps({'about': 'Kodak24 PSNR and bpp per quality at each '
+                     'evaluation of the codec_budget runs, the data of '
+                     'codec_budget.png and codec_budget.md; step / steps_per_second '
+                     'of experiments/codec_budget.py ARCHS gives the minutes.',
+                     'runs': record}, indent=1) + '\n'
+  summaries.write_text(os.path.join(out, RECORD), text)
+
+
+def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
+  smoke = args.budget == 'smoke'
+  drawn = histories(chosen, args.runs, args.out)
+  jpeg = jpeg_curve(args.shared, smoke)
+  found = {name: history_curves(h['history'], BY_NAME[name].steps_per_second)
+           for name, h in drawn.items()}
   fig = Figure(figsize=(12, 4.2))
   axes = fig.subplots(1, len(RATES) + 1)
   at = lambda curve, bpp: rd.interpolate(curve, bpp)
@@ -229,12 +275,15 @@ def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
       '| over PSNR (dB) |', '|---|---|' + '---|' * (len(RATES) + 3)]
   for name, history in found.items():
     minutes = [m for m, _ in history]
+    # A run the record keeps only the end of: its one point, named so.
+    style = dict(markersize=3, label=name) if len(history) > 1 else dict(
+        markersize=6, label=f'{name} (its last evaluation only)')
     for ax, r in zip(axes, RATES):
       ax.plot(minutes, [np.nan if at(c, r) is None else at(c, r) for _, c in history],
-              'o-', markersize=3, label=name)
+              'o-', **style)
     bd = [rd.bd_rate(c, jpeg) for _, c in history]
     axes[-1].plot(minutes, [np.nan if b is None else min(b, BD_TOP) for b in bd],
-                  'o-', markersize=3, label=name)
+                  'o-', **style)
     last_minutes, last = history[-1]
     ends = f'{last[0]["bpp"]:.3f} / {last[-1]["bpp"]:.3f}'
     lines.append(f'| {name}: {BY_NAME[name].summary} | {last_minutes:.0f} | '
@@ -266,6 +315,7 @@ def cmd_report(chosen: list[Arch], args: argparse.Namespace) -> str:
   fig.tight_layout()
   os.makedirs(args.out, exist_ok=True)
   fig.savefig(os.path.join(args.out, 'codec_budget.png'), dpi=100)
+  write_record(args.out, drawn)
   lines += equal_compute(chosen, args.runs)
   table = '\n'.join(lines) + '\n'
   summaries.write_text(os.path.join(args.out, 'codec_budget.md'), table)

@@ -320,6 +320,33 @@ def test_a_run_scores_its_whole_curve_and_the_commands_use_it(run_dir, tmp_path)
   assert 'small' in table and 'three fixed-rate models' in table
 
 
+@pytest.mark.slow
+def test_the_budget_report_is_made_again_from_its_record(run_dir, tmp_path):
+  docs = tmp_path / 'docs'
+  report = lambda runs: _main('experiments.codec_budget', 'report', '--only=small',
+                              '--budget=smoke', f'--runs={runs}', f'--out={docs}')
+  # Nothing to draw: no run, no record.
+  r = report(tmp_path / 'none')
+  assert r.returncode == 1 and 'train it first' in r.stderr
+  assert not docs.exists()
+  r = report(run_dir)
+  assert r.returncode == 0, r.stderr[-2000:]
+  record = json.loads((docs / codec_budget.RECORD).read_text())['runs']
+  history = train.read_history(os.path.join(run_dir, 'small'))
+  assert [h['step'] for h in record['small']['history']] == [h['step'] for h in history]
+  assert record['small']['history'][-1]['psnr_q50'] == history[-1]['psnr_q50']
+  table = (docs / 'codec_budget.md').read_text()
+  # Without the runs, the record draws the same table; an architecture
+  # the record lacks is named.
+  os.remove(docs / 'codec_budget.md')
+  r = report(tmp_path / 'none')
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (docs / 'codec_budget.md').read_text().splitlines()[:3] == table.splitlines()[:3]
+  r = _main('experiments.codec_budget', 'report', '--only=small,mid', '--budget=smoke',
+            f'--runs={tmp_path / "none"}', f'--out={docs}')
+  assert r.returncode == 1 and 'keeps none of mid' in r.stderr
+
+
 def test_a_fixed_rate_codec_refuses_quality_flags(tmp_path):
   r = _main('ae_research.codec', 'compress', '--pretrained=sr-x3', '--quality=5',
             'missing.png', str(tmp_path / 'x.aec'))
