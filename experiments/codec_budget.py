@@ -112,7 +112,7 @@ ARCHS = (
     Arch('published', 'the published low-rate size: four levels of 128, '
          'M=192, N=128', 'variable,n128', ('--config.patch_size=128',),
          steps=10000, steps_per_second=1.38, lmbda_range=(0.0003, 0.1),
-         evals=5),  # Every 24 minutes: each Kodak24 evaluation takes ~3.
+         evals=5),  # Every 24 minutes; a Kodak24 evaluation, 3-4 min.
 )
 BY_NAME = {a.name: a for a in ARCHS}
 
